@@ -1,0 +1,85 @@
+//! Attention of one sequence's queries over its keys and values in the paged cache.
+
+use candle_core::{D, DType, Tensor};
+
+use crate::Result;
+
+/// Causal attention for the queries of one sequence.
+///
+/// - `q`: `[n, heads, head_dim]`, the queries of positions `first_pos..first_pos + n`.
+/// - `k_cache`, `v_cache`: one layer of a [`crate::KvCache`].
+/// - `context_slots`: `[first_pos + n]` u32, the slot of every position of the
+///   sequence so far (including the `n` new ones, already written).
+///
+/// Heads are grouped over the key/value heads (grouped-query attention). Scores and
+/// softmax run in f32 whatever the cache dtype. Returns `[n, heads * head_dim]`.
+pub fn paged_attention(
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    context_slots: &Tensor,
+    first_pos: usize,
+    scale: f64,
+) -> Result<Tensor> {
+    let (n, heads, head_dim) = q.dims3()?;
+    let ctx = context_slots.dim(0)?;
+    let kv_heads = k_cache.dim(1)? / head_dim;
+    let group = heads / kv_heads;
+    let dtype = q.dtype();
+    let gather = |cache: &Tensor| -> Result<Tensor> {
+        Ok(cache
+            .index_select(context_slots, 0)?
+            .reshape((ctx, kv_heads, head_dim))?
+            .transpose(0, 1)?
+            .to_dtype(DType::F32)?
+            .contiguous()?)
+    };
+    let (k, v) = (gather(k_cache)?, gather(v_cache)?);
+    // [n, heads, d] -> [kv_heads, group * n, d]; head h reads kv head h / group.
+    let q = q
+        .to_dtype(DType::F32)?
+        .transpose(0, 1)?
+        .reshape((kv_heads, group * n, head_dim))?
+        .contiguous()?;
+    let scores = (q.matmul(&k.t()?)? * scale)?;
+    let scores = if n > 1 {
+        let mask = causal_mask(n, ctx, first_pos, q.device())?;
+        scores
+            .reshape((kv_heads, group, n, ctx))?
+            .broadcast_add(&mask)?
+            .reshape((kv_heads, group * n, ctx))?
+    } else {
+        scores
+    };
+    let probs =
+        candle_core::Tensor::exp(&(scores.broadcast_sub(&scores.max_keepdim(D::Minus1)?))?)?;
+    let probs = probs.broadcast_div(&probs.sum_keepdim(D::Minus1)?)?;
+    let out = probs.matmul(&v)?; // [kv_heads, group * n, d]
+    Ok(out
+        .reshape((heads, n, head_dim))?
+        .transpose(0, 1)?
+        .reshape((n, heads * head_dim))?
+        .to_dtype(dtype)?)
+}
+
+/// `[n, ctx]` additive mask: query `i` (position `first_pos + i`) sees keys up to
+/// its own position.
+fn causal_mask(
+    n: usize,
+    ctx: usize,
+    first_pos: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            (0..ctx).map(move |j| {
+                if j <= first_pos + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Ok(Tensor::from_vec(mask, (n, ctx), device)?)
+}

@@ -11,6 +11,9 @@ use crate::Result;
 /// - `context_slots`: `[first_pos + n]` u32, the slot of every position of the
 ///   sequence so far (including the `n` new ones, already written).
 ///
+/// - `window`: when set, a query at position `p` sees only keys at positions
+///   `p - window + 1..=p` (Mistral's sliding window).
+///
 /// Heads are grouped over the key/value heads (grouped-query attention). Scores and
 /// softmax run in f32 whatever the cache dtype. Returns `[n, heads * head_dim]`.
 pub fn paged_attention(
@@ -20,6 +23,7 @@ pub fn paged_attention(
     context_slots: &Tensor,
     first_pos: usize,
     scale: f64,
+    window: Option<usize>,
 ) -> Result<Tensor> {
     let (n, heads, head_dim) = q.dims3()?;
     let ctx = context_slots.dim(0)?;
@@ -42,8 +46,9 @@ pub fn paged_attention(
         .reshape((kv_heads, group * n, head_dim))?
         .contiguous()?;
     let scores = (q.matmul(&k.t()?)? * scale)?;
-    let scores = if n > 1 {
-        let mask = causal_mask(n, ctx, first_pos, q.device())?;
+    let windowed = window.is_some_and(|w| ctx > w);
+    let scores = if n > 1 || windowed {
+        let mask = causal_mask(n, ctx, first_pos, window, q.device())?;
         scores
             .reshape((kv_heads, group, n, ctx))?
             .broadcast_add(&mask)?
@@ -51,8 +56,9 @@ pub fn paged_attention(
     } else {
         scores
     };
-    let probs =
-        candle_core::Tensor::exp(&(scores.broadcast_sub(&scores.max_keepdim(D::Minus1)?))?)?;
+    let probs = scores
+        .broadcast_sub(&scores.max_keepdim(D::Minus1)?)?
+        .exp()?;
     let probs = probs.broadcast_div(&probs.sum_keepdim(D::Minus1)?)?;
     let out = probs.matmul(&v)?; // [kv_heads, group * n, d]
     Ok(out
@@ -63,17 +69,19 @@ pub fn paged_attention(
 }
 
 /// `[n, ctx]` additive mask: query `i` (position `first_pos + i`) sees keys up to
-/// its own position.
+/// its own position, and no further back than the window.
 fn causal_mask(
     n: usize,
     ctx: usize,
     first_pos: usize,
+    window: Option<usize>,
     device: &candle_core::Device,
 ) -> Result<Tensor> {
+    let visible = |pos: usize, key: usize| key <= pos && window.is_none_or(|w| pos - key < w);
     let mask: Vec<f32> = (0..n)
         .flat_map(|i| {
             (0..ctx).map(move |j| {
-                if j <= first_pos + i {
+                if visible(first_pos + i, j) {
                     0.0
                 } else {
                     f32::NEG_INFINITY

@@ -4,23 +4,31 @@ use candle_core::{D, DType, Device, Tensor};
 use mistralrs_paged_attn::{BlockManager, KvCache, KvCacheShape, paged_attention};
 
 /// Plain causal attention with grouped heads: q `[n, h, d]`, k/v `[ctx, kvh, d]`.
-fn reference(q: &Tensor, k: &Tensor, v: &Tensor, first_pos: usize, scale: f64) -> Tensor {
+fn reference(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    first_pos: usize,
+    scale: f64,
+    window: usize,
+) -> Tensor {
     let (n, heads, d) = q.dims3().unwrap();
     let kvh = k.dim(1).unwrap();
     let mut rows = Vec::new();
     for i in 0..n {
         for h in 0..heads {
             let qh = q.get(i).unwrap().get(h).unwrap(); // [d]
-            let visible = first_pos + i + 1;
+            let end = first_pos + i + 1;
+            let start = end.saturating_sub(window);
             let kh = k
-                .narrow(0, 0, visible)
+                .narrow(0, start, end - start)
                 .unwrap()
                 .narrow(1, h / (heads / kvh), 1)
                 .unwrap()
                 .squeeze(1)
                 .unwrap();
             let vh = v
-                .narrow(0, 0, visible)
+                .narrow(0, start, end - start)
                 .unwrap()
                 .narrow(1, h / (heads / kvh), 1)
                 .unwrap()
@@ -77,12 +85,13 @@ fn matches_contiguous_attention_across_scattered_blocks() {
     cache.write(0, &slots, &k, &v).unwrap();
     let (kc, vc) = cache.layer(0);
     let scale = 1.0 / (d as f64).sqrt();
-    // Prefill of the last 5 positions (masked), then a single decode query.
-    for n in [5, 1] {
+    // Prefill of the last 5 positions (masked), then a single decode query, with
+    // and without a sliding window of 3 positions.
+    for (n, window) in [(5, None), (1, None), (5, Some(3)), (1, Some(3))] {
         let first = ctx - n;
         let q = Tensor::randn(0f32, 1., (n, heads, d), &dev).unwrap();
-        let got = paged_attention(&q, kc, vc, &slots, first, scale).unwrap();
-        let want = reference(&q, &k, &v, first, scale);
+        let got = paged_attention(&q, kc, vc, &slots, first, scale, window).unwrap();
+        let want = reference(&q, &k, &v, first, scale, window.unwrap_or(usize::MAX));
         let err = (got - want)
             .unwrap()
             .abs()
@@ -91,7 +100,7 @@ fn matches_contiguous_attention_across_scattered_blocks() {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        assert!(err < 1e-5, "n={n}: max abs error {err}");
+        assert!(err < 1e-5, "n={n} window={window:?}: max abs error {err}");
     }
 }
 

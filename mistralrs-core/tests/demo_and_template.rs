@@ -1,4 +1,5 @@
 //! The demo model is reproducible, and chat templates render as transformers does.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use mistralrs_core::chat_template::ChatTemplate;
 use mistralrs_core::tokenizer::{IncrementalDecoder, Tokenizer};

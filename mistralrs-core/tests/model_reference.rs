@@ -3,6 +3,7 @@
 //! `tests/fixtures/reference.json` and the variant checkpoints come from
 //! `scripts/make_reference.py` (transformers + torch on the CPU); see its header to
 //! regenerate them. Each test reports the largest absolute logit error it saw.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::path::{Path, PathBuf};
 

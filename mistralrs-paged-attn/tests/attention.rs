@@ -1,4 +1,5 @@
 //! Paged attention against a direct computation on contiguous tensors.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use candle_core::{D, DType, Device, Tensor};
 use mistralrs_paged_attn::{BlockManager, KvCache, KvCacheShape, paged_attention};

@@ -1,4 +1,5 @@
 //! Allocation, freeing, sharing, eviction, exhaustion and copy-on-write.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use mistralrs_paged_attn::{BlockCopy, BlockManager, Error};
 

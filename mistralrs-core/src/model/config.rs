@@ -117,13 +117,14 @@ impl ModelConfig {
             )));
         }
         let kv = self.kv_heads();
-        if self.num_attention_heads == 0 || kv == 0 || self.num_attention_heads % kv != 0 {
+        if self.num_attention_heads == 0 || kv == 0 || !self.num_attention_heads.is_multiple_of(kv)
+        {
             return Err(Error::Unsupported(format!(
                 "{} attention heads cannot be grouped over {kv} key/value heads",
                 self.num_attention_heads
             )));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(Error::Unsupported(
                 "rotary embeddings need an even head_dim".into(),
             ));

@@ -1,0 +1,56 @@
+//! The HTTP application on the main port: routes, shared state, limits.
+
+use std::sync::Arc;
+
+use axum::Router as HttpRouter;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use axum::{Json, response::IntoResponse};
+use mistralrs_core::Router;
+use serde_json::{Value, json};
+
+use crate::openai::{self, ApiError};
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// Engines by model name.
+    pub router: Arc<Router>,
+    /// Start time, reported as the models' `created`.
+    pub started_unix: u64,
+}
+
+/// The main port's routes: the OpenAI API and `/health`, with a body size limit.
+pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> HttpRouter {
+    HttpRouter::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/models", get(openai::models))
+        .route("/health", get(health))
+        .fallback(|| async { ApiError::not_found("no such path") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// `GET /health`: liveness plus each engine's queues and KV cache.
+async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let models: Vec<Value> = state
+        .router
+        .engines()
+        .iter()
+        .map(|engine| {
+            let stats = engine.stats();
+            json!({
+                "name": engine.info().name,
+                "running": stats.running,
+                "waiting": stats.waiting,
+                "kv_cache_blocks_free": stats.blocks.free,
+                "kv_cache_blocks_total": stats.blocks.total,
+                "prefix_cache_hits": stats.blocks.prefix_hits,
+                "preemptions": stats.preemptions,
+            })
+        })
+        .collect();
+    Json(json!({"status": "ok", "models": models}))
+}

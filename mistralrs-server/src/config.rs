@@ -1,0 +1,389 @@
+//! `mistralrs.toml`: every setting of the server, its default and why.
+//!
+//! Unknown keys are errors (serde's `deny_unknown_fields` on every table), and
+//! every error names the file and the key, so a typo never silently falls back to a
+//! default. Command-line flags override the file (see `cli`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to bind. Default 127.0.0.1: nothing is exposed unless asked.
+    pub serve_ip: Option<IpAddr>,
+    /// Port of the OpenAI API and /metrics. Default 1234, as mistralrs-server.
+    pub port: Option<u16>,
+    /// Sequences running at once per model. Default 32.
+    pub max_seqs: Option<usize>,
+    /// KV cache blocks (16 tokens each) per model. Default 512.
+    pub kv_cache_blocks: Option<usize>,
+    /// Tokens per engine step (decode plus prefill chunks). Default 512.
+    pub max_batch_tokens: Option<usize>,
+    /// Requests allowed to wait per model before 503. Default 256.
+    pub max_waiting: Option<usize>,
+    /// Largest request body in bytes. Default 4 MiB: room for long prompts, no room
+    /// for a memory attack.
+    pub max_body_bytes: Option<usize>,
+    /// Seconds in-flight requests get to finish at shutdown. Default 10.
+    pub shutdown_timeout_secs: Option<u64>,
+    /// `error`, `warn`, `info`, `debug` or `trace`. Default `info`.
+    pub log_level: Option<String>,
+    /// Lock instrumentation and the metrics endpoint.
+    pub prometheus_locks: PrometheusLocksConfig,
+    /// The MCP endpoint over Streamable HTTP.
+    pub http_mcp: HttpMcpConfig,
+    /// Connections to upstream MCP servers.
+    pub mcp_client: McpClientConfig,
+    /// Re-exporting upstream tools through the MCP endpoint.
+    pub tool_forwarding: ToolForwardingConfig,
+    /// Models to serve; `run -m` adds one more.
+    pub models: Vec<ModelEntry>,
+}
+
+/// `[prometheus_locks]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusLocksConfig {
+    /// Record lock wait and hold times (with the `prometheus-locks` feature).
+    /// Default true: the cost is measured in docs/perf.md.
+    pub enabled: bool,
+    /// Path of the metrics endpoint on the main port. Default `/metrics`.
+    pub metrics_endpoint: String,
+}
+
+impl Default for PrometheusLocksConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            metrics_endpoint: "/metrics".into(),
+        }
+    }
+}
+
+/// How MCP clients authenticate.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// No authentication; only allowed on a loopback address.
+    #[default]
+    None,
+    /// `Authorization: Bearer <key>` with one of the configured keys.
+    ApiKey,
+}
+
+/// `[http_mcp]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpMcpConfig {
+    /// Port of `/mcp/stream`; the endpoint is off when unset.
+    pub port: Option<u16>,
+    /// Default `none` (refused off loopback).
+    pub auth_method: AuthMethod,
+    /// Accepted API keys. Prefer `api_keys_file` or the environment, so keys stay
+    /// out of config files that get shared.
+    pub api_keys: Vec<String>,
+    /// A file with one key per line.
+    pub api_keys_file: Option<PathBuf>,
+    /// Origins a browser may call from; a request with another Origin gets 403.
+    /// Default: none, only requests without an Origin header.
+    pub allowed_origins: Vec<String>,
+    /// Most open sessions. Default 1000.
+    pub max_sessions: Option<usize>,
+    /// Seconds before an idle session is closed. Default 600.
+    pub session_idle_timeout_secs: Option<u64>,
+    /// `[http_mcp.rate_limit]`.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[http_mcp.rate_limit]`: requests per second; unset means unlimited.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// All clients together.
+    pub global: Option<f64>,
+    /// Per API key.
+    pub per_key: Option<f64>,
+    /// Per client IP address.
+    pub per_ip: Option<f64>,
+    /// Requests allowed at once above the rate. Default: one second's worth.
+    pub burst: Option<u32>,
+}
+
+/// `[mcp_client]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpClientConfig {
+    /// Connect to the servers below. Default false.
+    pub enabled: bool,
+    /// `[[mcp_client.servers]]`.
+    pub servers: Vec<McpServerConfig>,
+}
+
+/// One upstream MCP server: a child process (`command`) or a URL.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpServerConfig {
+    /// Namespace of its tools (`<name>__<tool>`).
+    pub name: String,
+    /// Program to start, spoken to over stdio.
+    pub command: Option<String>,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables for it.
+    pub env: BTreeMap<String, String>,
+    /// Its working directory.
+    pub cwd: Option<PathBuf>,
+    /// Streamable HTTP endpoint, instead of a command.
+    pub url: Option<String>,
+    /// Extra HTTP headers.
+    pub headers: BTreeMap<String, String>,
+    /// Environment variable holding a bearer token for `url`.
+    pub bearer_token_env: Option<String>,
+    /// Seconds to connect and per call. Default 30.
+    pub timeout_secs: Option<u64>,
+}
+
+/// `[tool_forwarding]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolForwardingConfig {
+    /// Re-export upstream tools. Default true (when upstreams are configured).
+    pub enabled: bool,
+    /// Only `server_prefix` for now.
+    pub namespace_strategy: String,
+    /// Between server and tool name. Default `__`: valid in MCP, OpenAI and
+    /// Anthropic tool names alike.
+    pub namespace_separator: String,
+    /// `[tool_forwarding.security]`.
+    pub security: SecurityConfig,
+    /// `[tool_forwarding.cache]`.
+    pub cache: CacheConfig,
+}
+
+impl Default for ToolForwardingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            namespace_strategy: "server_prefix".into(),
+            namespace_separator: "__".into(),
+            security: SecurityConfig::default(),
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+/// `[tool_forwarding.security]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Namespaces that may be listed and called; unset means all.
+    pub allowed_namespaces: Option<Vec<String>>,
+    /// Forwarded tool names that are never listed nor callable.
+    pub blocked_tools: Vec<String>,
+    /// Per-key limits: `[[tool_forwarding.security.key_scopes]]`.
+    pub key_scopes: Vec<KeyScope>,
+}
+
+/// What one API key may see and call.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyScope {
+    /// Environment variable holding the key (keys stay out of the file).
+    pub key_env: String,
+    /// Namespaces the key may use; unset means all.
+    pub namespaces: Option<Vec<String>>,
+    /// Tools the key may use; unset means all in its namespaces.
+    pub tools: Option<Vec<String>>,
+}
+
+/// `[tool_forwarding.cache]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Default false: only tools listed below are ever cached.
+    pub enabled: bool,
+    /// Seconds a result stays fresh. Default 60.
+    pub ttl_seconds: u64,
+    /// Most cached results. Default 1000.
+    pub max_size: u64,
+    /// Tools whose results may be replayed (no side effects!).
+    pub cacheable_tools: Vec<String>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ttl_seconds: 60,
+            max_size: 1000,
+            cacheable_tools: Vec::new(),
+        }
+    }
+}
+
+/// `[[models]]`: one more model to serve.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelEntry {
+    /// Name clients use in `model`; default: the last part of `model`.
+    pub name: Option<String>,
+    /// A local folder, a model id in the Hugging Face cache, or `demo`.
+    pub model: String,
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema; the message names the key.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, with the key and line.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Invalid {
+            path: shown,
+            message,
+        })
+    }
+
+    /// Parses and checks TOML text; the error names the key.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max_seqs", self.max_seqs),
+            ("kv_cache_blocks", self.kv_cache_blocks),
+            ("max_batch_tokens", self.max_batch_tokens),
+            ("max_body_bytes", self.max_body_bytes),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == Some(0)) {
+            return Err(format!("`{key}` must be at least 1"));
+        }
+        if let Some(level) = &self.log_level
+            && !["error", "warn", "info", "debug", "trace"].contains(&level.as_str())
+        {
+            return Err(format!(
+                "`log_level` must be error, warn, info, debug or trace, not `{level}`"
+            ));
+        }
+        if !self.prometheus_locks.metrics_endpoint.starts_with('/') {
+            return Err("`prometheus_locks.metrics_endpoint` must start with `/`".into());
+        }
+        let rates = &self.http_mcp.rate_limit;
+        for (key, rate) in [
+            ("global", rates.global),
+            ("per_key", rates.per_key),
+            ("per_ip", rates.per_ip),
+        ] {
+            if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                return Err(format!(
+                    "`http_mcp.rate_limit.{key}` must be a positive number"
+                ));
+            }
+        }
+        if self.tool_forwarding.namespace_strategy != "server_prefix" {
+            return Err(format!(
+                "`tool_forwarding.namespace_strategy` must be `server_prefix`, not `{}`",
+                self.tool_forwarding.namespace_strategy
+            ));
+        }
+        if self.tool_forwarding.namespace_separator.is_empty() {
+            return Err("`tool_forwarding.namespace_separator` must not be empty".into());
+        }
+        for (i, server) in self.mcp_client.servers.iter().enumerate() {
+            if server.name.is_empty() {
+                return Err(format!("`mcp_client.servers[{i}].name` is required"));
+            }
+            if server.command.is_some() == server.url.is_some() {
+                return Err(format!(
+                    "`mcp_client.servers[{i}]` ({}) needs exactly one of `command` and `url`",
+                    server.name
+                ));
+            }
+        }
+        for (i, model) in self.models.iter().enumerate() {
+            if model.model.is_empty() {
+                return Err(format!("`models[{i}].model` is required"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_parses_and_sets_every_section() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mistralrs.toml.example");
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.port, Some(1234));
+        assert_eq!(config.http_mcp.port, Some(4322));
+        assert_eq!(config.http_mcp.rate_limit.per_ip, Some(20.0));
+        assert_eq!(config.mcp_client.servers.len(), 2);
+        assert_eq!(
+            config.tool_forwarding.cache.cacheable_tools,
+            ["filesystem__read_file"]
+        );
+        assert_eq!(config.models[0].model, "demo");
+        assert_ne!(config, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "port = 1\n[http_mcp]\nprot = 4322\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.toml"), "{err}");
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (text, key) in [
+            ("port = \"x\"", "port"),
+            ("max_seqs = 0", "max_seqs"),
+            ("log_level = \"loud\"", "log_level"),
+            ("[http_mcp.rate_limit]\nper_ip = -1.0", "per_ip"),
+            ("[[mcp_client.servers]]\nname = \"a\"", "command"),
+            (
+                "[tool_forwarding]\nnamespace_strategy = \"flat\"",
+                "namespace_strategy",
+            ),
+        ] {
+            let err = Config::from_toml(text).unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Errors as OpenAI's API returns them: `{"error": {"message", "type", "param",
+//! "code"}}` with the matching HTTP status. Every handler error goes through here.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error a client sees.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    kind: &'static str,
+    param: Option<&'static str>,
+    code: Option<&'static str>,
+}
+
+impl ApiError {
+    /// 400 for an invalid parameter.
+    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: Some(param),
+            code: None,
+        }
+    }
+
+    /// 404 for a path that does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: None,
+        }
+    }
+
+    /// 405 for a method a path does not take.
+    pub fn method_not_allowed() -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: "method not allowed on this path".into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: None,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The body, also used as an SSE error event.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
+    }
+}
+
+impl From<mistralrs_core::Error> for ApiError {
+    fn from(e: mistralrs_core::Error) -> Self {
+        use mistralrs_core::Error as E;
+        let (status, kind, param, code) = match &e {
+            E::InvalidRequest(_) | E::ChatTemplate(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", None, None)
+            }
+            E::PromptTooLong { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("messages"),
+                Some("context_length_exceeded"),
+            ),
+            E::UnknownModel(_) => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("model"),
+                Some("model_not_found"),
+            ),
+            E::QueueFull(_) | E::EngineStopped => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                None,
+                Some("overloaded"),
+            ),
+            _ => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                None,
+                None,
+            ),
+        };
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("internal error: {e}");
+            "internal error; see the server log".to_owned()
+        } else {
+            e.to_string()
+        };
+        Self {
+            status,
+            message,
+            kind,
+            param,
+            code,
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        // OpenAI answers 400 for a body of the wrong shape, where axum says 422.
+        let status = match rejection.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            other => other,
+        };
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".to_owned(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                "expected `Content-Type: application/json`".to_owned()
+            }
+            _ => rejection.body_text(),
+        };
+        Self {
+            status,
+            message,
+            kind: "invalid_request_error",
+            param: None,
+            code: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}

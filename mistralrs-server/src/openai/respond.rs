@@ -1,0 +1,350 @@
+//! Running a request on an engine and shaping what comes back as an OpenAI chat or
+//! text completion: one JSON body, or server-sent event chunks ending in `[DONE]`.
+//!
+//! When a streaming client disconnects, axum drops the response body, which drops
+//! the engine's `RequestStream`, which cancels the sequence and frees its blocks.
+
+use std::convert::Infallible;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream, StreamExt};
+use mistralrs_core::request::{Completion, Event, GeneratedToken, Request};
+use mistralrs_core::tokenizer::Tokenizer;
+use mistralrs_core::{EngineHandle, RequestStream};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+
+/// Which API shape to answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Endpoint {
+    /// `/v1/chat/completions`.
+    Chat,
+    /// `/v1/completions`.
+    Completion,
+}
+
+impl Endpoint {
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Self::Chat => "chatcmpl",
+            Self::Completion => "cmpl",
+        }
+    }
+
+    fn object(self, streaming: bool) -> &'static str {
+        match (self, streaming) {
+            (Self::Chat, false) => "chat.completion",
+            (Self::Chat, true) => "chat.completion.chunk",
+            (Self::Completion, _) => "text_completion",
+        }
+    }
+
+    /// The endpoint's label in logs and metrics.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Self::Chat => "chat_completions",
+            Self::Completion => "completions",
+        }
+    }
+}
+
+/// Fields every body of one response shares.
+struct Envelope {
+    endpoint: Endpoint,
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Envelope {
+    fn body(&self, streaming: bool, choices: Value) -> Value {
+        json!({
+            "id": self.id,
+            "object": self.endpoint.object(streaming),
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        })
+    }
+}
+
+/// Logs one request at info when it ends, however it ends; never its content.
+struct RequestLog {
+    id: String,
+    model: String,
+    endpoint: Endpoint,
+    started: Instant,
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    outcome: &'static str,
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        tracing::info!(
+            request_id = %self.id,
+            model = %self.model,
+            endpoint = self.endpoint.label(),
+            prompt_tokens = self.prompt_tokens,
+            completion_tokens = self.completion_tokens,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            outcome = self.outcome,
+            "request finished"
+        );
+    }
+}
+
+/// Submits `request` to `engine` and answers as `endpoint`, streaming or not.
+pub(super) async fn respond(
+    engine: EngineHandle,
+    endpoint: Endpoint,
+    request: Request,
+    streaming: bool,
+    include_usage: bool,
+) -> Result<Response, ApiError> {
+    let logprobs = request.sampling.logprobs.is_some();
+    let envelope = Envelope {
+        endpoint,
+        id: format!("{}-{}", endpoint.id_prefix(), uuid::Uuid::new_v4().simple()),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        model: engine.info().name.clone(),
+    };
+    let stream = engine.submit(request)?;
+    let log = RequestLog {
+        id: envelope.id.clone(),
+        model: envelope.model.clone(),
+        endpoint,
+        started: Instant::now(),
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        outcome: "disconnected",
+    };
+    let shaper = Shaper {
+        envelope,
+        engine,
+        logprobs,
+        include_usage,
+        log,
+        text_offset: 0,
+    };
+    if streaming {
+        Ok(shaper.into_sse(stream).into_response())
+    } else {
+        shaper
+            .collect(stream)
+            .await
+            .map(|body| Json(body).into_response())
+    }
+}
+
+/// Turns engine events into response bodies.
+struct Shaper {
+    envelope: Envelope,
+    engine: EngineHandle,
+    logprobs: bool,
+    include_usage: bool,
+    log: RequestLog,
+    /// Characters of output so far (completions' `text_offset`).
+    text_offset: usize,
+}
+
+impl Shaper {
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.engine.info().tokenizer
+    }
+
+    fn finished(&mut self, completion: &Completion, outcome: &'static str) {
+        self.log.prompt_tokens = completion.usage.prompt_tokens;
+        self.log.completion_tokens = completion.usage.completion_tokens;
+        self.log.outcome = outcome;
+    }
+
+    async fn collect(mut self, mut stream: RequestStream) -> Result<Value, ApiError> {
+        let mut tokens = Vec::new();
+        while let Some(event) = stream.next_event().await {
+            match event {
+                Event::Token(token) => tokens.push(token),
+                Event::Done(completion) => {
+                    self.finished(&completion, completion.finish_reason.as_str());
+                    return Ok(self.full_body(&tokens, &completion));
+                }
+                Event::Error(message) => {
+                    self.log.outcome = "error";
+                    return Err(ApiError::from(mistralrs_core::Error::InvalidRequest(
+                        message,
+                    )));
+                }
+            }
+        }
+        Err(mistralrs_core::Error::EngineStopped.into())
+    }
+
+    fn full_body(&mut self, tokens: &[GeneratedToken], completion: &Completion) -> Value {
+        let text: String = tokens.iter().map(|t| t.text.as_str()).collect();
+        let logprobs = self.logprobs.then(|| self.logprobs_json(tokens));
+        let finish = completion.finish_reason.as_str();
+        let choice = match self.envelope.endpoint {
+            Endpoint::Chat => json!({
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": logprobs,
+                "finish_reason": finish,
+            }),
+            Endpoint::Completion => {
+                json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish})
+            }
+        };
+        let mut body = self.envelope.body(false, json!([choice]));
+        body["usage"] = usage_json(completion);
+        body
+    }
+
+    /// Log-probabilities in the endpoint's format.
+    fn logprobs_json(&mut self, tokens: &[GeneratedToken]) -> Value {
+        let tokenizer = self.tokenizer().clone();
+        let text_of = |id: u32| tokenizer.decode(&[id], false).unwrap_or_default();
+        match self.envelope.endpoint {
+            Endpoint::Chat => {
+                let entry = |text: String, logprob: f32| json!({"token": text, "logprob": logprob, "bytes": text.as_bytes()});
+                let content: Vec<Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        let mut e = entry(text_of(t.id), t.logprob.unwrap_or(0.0));
+                        e["top_logprobs"] = t
+                            .top_logprobs
+                            .iter()
+                            .map(|(_, s, lp)| entry(s.clone(), *lp))
+                            .collect();
+                        e
+                    })
+                    .collect();
+                json!({ "content": content })
+            }
+            Endpoint::Completion => {
+                let mut offsets = Vec::with_capacity(tokens.len());
+                for t in tokens {
+                    offsets.push(self.text_offset);
+                    self.text_offset += t.text.chars().count();
+                }
+                json!({
+                    "tokens": tokens.iter().map(|t| text_of(t.id)).collect::<Vec<_>>(),
+                    "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+                    "top_logprobs": tokens.iter().map(|t| {
+                        t.top_logprobs.iter().map(|(_, s, lp)| (s.clone(), json!(lp))).collect::<serde_json::Map<_, _>>()
+                    }).collect::<Vec<_>>(),
+                    "text_offset": offsets,
+                })
+            }
+        }
+    }
+
+    fn delta_chunk(&mut self, token: &GeneratedToken) -> Value {
+        let logprobs = self
+            .logprobs
+            .then(|| self.logprobs_json(std::slice::from_ref(token)));
+        let choice = match self.envelope.endpoint {
+            Endpoint::Chat => {
+                json!({"index": 0, "delta": {"content": token.text}, "logprobs": logprobs, "finish_reason": null})
+            }
+            Endpoint::Completion => {
+                json!({"index": 0, "text": token.text, "logprobs": logprobs, "finish_reason": null})
+            }
+        };
+        self.envelope.body(true, json!([choice]))
+    }
+
+    fn first_chunk(&self) -> Option<Value> {
+        (self.envelope.endpoint == Endpoint::Chat).then(|| {
+            self.envelope.body(
+                true,
+                json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+            )
+        })
+    }
+
+    fn last_chunks(&self, completion: &Completion) -> Vec<Value> {
+        let finish = completion.finish_reason.as_str();
+        let choice = match self.envelope.endpoint {
+            Endpoint::Chat => {
+                json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish})
+            }
+            Endpoint::Completion => {
+                json!({"index": 0, "text": "", "logprobs": null, "finish_reason": finish})
+            }
+        };
+        let mut chunks = vec![self.envelope.body(true, json!([choice]))];
+        if self.include_usage {
+            let mut usage = self.envelope.body(true, json!([]));
+            usage["usage"] = usage_json(completion);
+            chunks.push(usage);
+        }
+        chunks
+    }
+
+    /// The SSE response: a role chunk (chat), a chunk per token with text, the
+    /// finish chunk, the usage chunk when asked, then `[DONE]`.
+    fn into_sse(
+        self,
+        stream: RequestStream,
+    ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+        let first: Vec<Value> = self.first_chunk().into_iter().collect();
+        let events = stream::unfold(Some((self, stream)), |state| async move {
+            let (mut shaper, mut stream) = state?;
+            let bodies = match stream.next_event().await {
+                Some(Event::Token(token)) if token.text.is_empty() && !shaper.logprobs => {
+                    Vec::new()
+                }
+                Some(Event::Token(token)) => {
+                    vec![SseEvent::default().data(shaper.delta_chunk(&token).to_string())]
+                }
+                Some(Event::Done(completion)) => {
+                    shaper.finished(&completion, completion.finish_reason.as_str());
+                    let mut out: Vec<SseEvent> = shaper
+                        .last_chunks(&completion)
+                        .into_iter()
+                        .map(|c| SseEvent::default().data(c.to_string()))
+                        .collect();
+                    out.push(SseEvent::default().data("[DONE]"));
+                    return Some((out, None));
+                }
+                Some(Event::Error(message)) => {
+                    shaper.log.outcome = "error";
+                    let error = ApiError::from(mistralrs_core::Error::InvalidRequest(message));
+                    let out = vec![
+                        SseEvent::default().data(error.body().to_string()),
+                        SseEvent::default().data("[DONE]"),
+                    ];
+                    return Some((out, None));
+                }
+                None => return None,
+            };
+            Some((bodies, Some((shaper, stream))))
+        });
+        let head = stream::iter(
+            first
+                .into_iter()
+                .map(|c| vec![SseEvent::default().data(c.to_string())]),
+        );
+        let all = head
+            .chain(events)
+            .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)));
+        Sse::new(all).keep_alive(KeepAlive::default())
+    }
+}
+
+fn usage_json(completion: &Completion) -> Value {
+    let u = completion.usage;
+    json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_prompt_tokens},
+    })
+}

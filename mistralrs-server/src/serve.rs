@@ -1,0 +1,142 @@
+//! Start-up and shutdown: config, logging, models, listener, signals.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use candle_core::{DType, Device};
+use mistralrs_core::{EngineConfig, Router, SchedulerConfig};
+use tracing_subscriber::EnvFilter;
+
+use crate::app::{AppState, app};
+use crate::cli::Cli;
+use crate::config::{Config, ModelEntry};
+use crate::model_source;
+
+const DEFAULT_PORT: u16 = 1234;
+const DEFAULT_MAX_BODY: usize = 4 << 20;
+const DEFAULT_SHUTDOWN_SECS: u64 = 10;
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = match &cli.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    let config = cli.merge_into(file);
+    init_logging(config.log_level.as_deref().unwrap_or("info"));
+    let router = Arc::new(Router::new());
+    for entry in &config.models {
+        load_model(&router, entry, &config)?;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let result = runtime.block_on(serve(config, Arc::clone(&router)));
+    router.shutdown();
+    result
+}
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Loads one model with a progress spinner (shown only on a terminal).
+fn load_model(router: &Router, entry: &ModelEntry, config: &Config) -> anyhow::Result<()> {
+    let name = entry
+        .name
+        .clone()
+        .unwrap_or_else(|| model_source::default_name(&entry.model));
+    let spinner = indicatif::ProgressBar::new_spinner()
+        .with_message(format!("loading {name} from {}", entry.model));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let dir = model_source::resolve(&entry.model)?;
+    let loaded = mistralrs_core::model::load(&dir, DType::F32, &Device::Cpu)
+        .with_context(|| format!("loading model `{name}` from {}", dir.display()))?;
+    let defaults = SchedulerConfig::default();
+    let engine_config = EngineConfig {
+        scheduler: SchedulerConfig {
+            max_seqs: config.max_seqs.unwrap_or(defaults.max_seqs),
+            max_batch_tokens: config.max_batch_tokens.unwrap_or(defaults.max_batch_tokens),
+            max_waiting: config.max_waiting.unwrap_or(defaults.max_waiting),
+        },
+        num_blocks: config
+            .kv_cache_blocks
+            .unwrap_or(EngineConfig::default().num_blocks),
+        ..EngineConfig::default()
+    };
+    let engine = mistralrs_core::start(&name, loaded, engine_config)?;
+    spinner.finish_and_clear();
+    tracing::info!(model = %name, path = %dir.display(), "model loaded");
+    router.add(engine);
+    Ok(())
+}
+
+async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
+    let ip = config.serve_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let addr = SocketAddr::new(ip, config.port.unwrap_or(DEFAULT_PORT));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let state = Arc::new(AppState {
+        router: Arc::clone(&router),
+        started_unix,
+    });
+    let app = app(state, config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY));
+    // Tests and scripts read this line to find a port chosen with --port 0.
+    println!("mistralrs-server listening on http://{local}");
+    tracing::info!(%local, models = ?router.names(), "serving");
+    let grace = Duration::from_secs(
+        config
+            .shutdown_timeout_secs
+            .unwrap_or(DEFAULT_SHUTDOWN_SECS),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "shutting down: finishing in-flight requests"
+            );
+            // Past the grace period, end what is still running so connections close.
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                tracing::warn!("grace period over: cancelling in-flight requests");
+                router.shutdown();
+            });
+        })
+        .await
+        .context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

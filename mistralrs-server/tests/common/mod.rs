@@ -1,0 +1,127 @@
+//! The real server binary on a free port of 127.0.0.1, for end-to-end tests.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `mistralrs-server`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    _config_dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// `mistralrs-server --port 0 <extra> run -m demo`.
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_config(extra, None)
+    }
+
+    /// Like [`Server::start`] with a config file holding `toml`.
+    pub fn start_with_config(extra: &[&str], toml: Option<&str>) -> Self {
+        let mut args: Vec<String> = vec!["--port".into(), "0".into()];
+        let config_dir = toml.map(|text| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("mistralrs.toml");
+            std::fs::write(&path, text).unwrap();
+            args.extend(["--config".into(), path.display().to_string()]);
+            dir
+        });
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["run".into(), "-m".into(), "demo".into()]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mistralrs-server"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("mistralrs-server listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server did not start");
+        Self {
+            child,
+            base,
+            _config_dir: config_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET /health as JSON.
+    pub async fn health(&self) -> Value {
+        reqwest::get(self.url("/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits (bounded) until the demo engine is idle with every KV block free.
+    pub async fn wait_all_blocks_free(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let h = self.health().await;
+            let m = &h["models"][0];
+            if m["running"] == 0
+                && m["waiting"] == 0
+                && m["kv_cache_blocks_free"] == m["kv_cache_blocks_total"]
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "KV blocks not returned: {h}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// POSTs JSON and returns status and body.
+pub async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(server.url(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .map(str::to_owned)
+        .collect()
+}

@@ -35,6 +35,10 @@ impl Server {
         args.extend(["run".into(), "-m".into(), "demo".into()]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_mistralrs-server"))
             .args(&args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

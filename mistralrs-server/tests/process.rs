@@ -1,0 +1,118 @@
+//! The binary as a process: start-up errors, graceful shutdown, and the official
+//! `openai` Python client against it.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Server, sse_data};
+use serde_json::json;
+
+fn run_server(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mistralrs-server"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn start_up_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("typo.toml");
+    std::fs::write(&config, "[http_mcp]\nprot = 1\n").unwrap();
+    let out = run_server(&["--config", config.to_str().unwrap(), "run", "-m", "demo"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("typo.toml") && err.contains("prot"), "{err}");
+
+    let out = run_server(&["--port", "0", "run", "-m", "/no/such/model"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not found"), "{err}");
+
+    let out = run_server(&["--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--kv-cache-blocks"));
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
+    let mut server = Server::start(&[]);
+    let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 400, "ignore_eos": true, "stream": true, "temperature": 0});
+    let resp = reqwest::Client::new()
+        .post(server.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    server.terminate();
+    let data = sse_data(&resp.text().await.unwrap());
+    assert_eq!(
+        data.last().unwrap(),
+        "[DONE]",
+        "the stream finished cleanly"
+    );
+    let finish: serde_json::Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(
+        finish["choices"][0]["finish_reason"], "length",
+        "it ran to the end: {finish}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn shutdown_past_the_grace_period_cancels_what_is_left() {
+    let mut server = Server::start_with_config(&[], Some("shutdown_timeout_secs = 1\n"));
+    let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1000, "ignore_eos": true, "stream": true});
+    let resp = reqwest::Client::new()
+        .post(server.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    // Make sure it is running, then stop the server while it generates.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.terminate();
+    let started = Instant::now();
+    let text = resp.text().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        text.contains("shutting down"),
+        "the client is told why: {}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+}
+
+/// Uses `$MISTRALRS_TEST_PYTHON` (set by scripts/test-all to a venv with the
+/// packages of tests/python/requirements.txt), else `python3`.
+#[test]
+fn official_openai_python_client() {
+    let server = Server::start(&[]);
+    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_client.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(server.url("/v1"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "{python} {script} failed (install the packages of tests/python/requirements.txt):\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("openai client: ok"));
+}

@@ -17,6 +17,7 @@ use mistralrs_paged_attn::{BlockManager, KvCache, SeqId};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::chat_template::ChatTemplate;
+use crate::metrics::{ModelMetrics, metrics};
 use crate::model::{BatchInput, Llama, LoadedModel, SeqChunk};
 use crate::request::{Completion, Event, GeneratedToken, Prompt, Request};
 use crate::sampling::Sampler;
@@ -77,6 +78,7 @@ pub struct ModelInfo {
 
 struct Shared {
     info: ModelInfo,
+    metrics: Arc<ModelMetrics>,
     scheduler: Mutex<Scheduler>,
     wake: SyncSender<()>,
     next_id: AtomicU64,
@@ -133,6 +135,7 @@ pub fn start(name: &str, loaded: LoadedModel, config: EngineConfig) -> Result<En
         vocab_size: model.config().vocab_size,
     };
     let shared = Arc::new(Shared {
+        metrics: Arc::new(metrics().model(name)),
         info,
         scheduler: Mutex::new("scheduler", Scheduler::new(config.scheduler, blocks)),
         wake,
@@ -152,6 +155,7 @@ pub fn start(name: &str, loaded: LoadedModel, config: EngineConfig) -> Result<En
 
 /// The engine thread's loop. It ends when every handle is gone or on shutdown.
 fn run(shared: Weak<Shared>, woken: Receiver<()>, model: Llama, cache: KvCache, device: Device) {
+    let mut published = SchedulerStats::default();
     loop {
         let Some(engine) = shared.upgrade() else {
             return;
@@ -163,7 +167,12 @@ fn run(shared: Weak<Shared>, woken: Receiver<()>, model: Llama, cache: KvCache, 
                 .fail_all("the server is shutting down");
             return;
         }
-        let plan = engine.scheduler.lock().schedule();
+        let (plan, stats) = {
+            let mut scheduler = engine.scheduler.lock();
+            let plan = scheduler.schedule();
+            (plan, scheduler.stats())
+        };
+        publish(&engine.metrics, &mut published, stats);
         if plan.chunks.is_empty() {
             drop(engine);
             if woken.recv().is_err() {
@@ -173,6 +182,29 @@ fn run(shared: Weak<Shared>, woken: Receiver<()>, model: Llama, cache: KvCache, 
         }
         step(&engine, &model, &cache, &device, plan);
     }
+}
+
+/// Sets the queue and cache gauges and advances the counters by what changed
+/// since the last call.
+fn publish(m: &ModelMetrics, last: &mut SchedulerStats, now: SchedulerStats) {
+    m.running.set(now.running as i64);
+    m.waiting.set(now.waiting as i64);
+    m.kv_free.set(now.blocks.free as i64);
+    m.kv_usage
+        .set(1.0 - now.blocks.free as f64 / now.blocks.total.max(1) as f64);
+    m.prefix_hits.inc_by(
+        now.blocks
+            .prefix_hits
+            .saturating_sub(last.blocks.prefix_hits),
+    );
+    m.prefix_queries.inc_by(
+        now.blocks
+            .prefix_queries
+            .saturating_sub(last.blocks.prefix_queries),
+    );
+    m.preemptions
+        .inc_by(now.preemptions.saturating_sub(last.preemptions));
+    *last = now;
 }
 
 /// Runs one planned step and gives every sequence that finished a chunk its token.
@@ -318,6 +350,7 @@ impl EngineHandle {
             Sampler::new(request.sampling),
             stop,
             events,
+            Arc::clone(&self.shared.metrics),
         );
         let queued = self.shared.scheduler.lock().add(seq);
         queued.map_err(Error::QueueFull)?;

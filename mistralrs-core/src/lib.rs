@@ -8,6 +8,7 @@ pub mod chat_template;
 pub mod demo;
 mod engine;
 mod error;
+pub mod metrics;
 pub mod model;
 pub mod request;
 mod router;

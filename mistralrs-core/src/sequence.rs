@@ -1,11 +1,13 @@
 //! One request inside the engine: its tokens, how far the KV cache has computed
 //! them, and what happens when a new token arrives (text, stop rules, events).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use mistralrs_paged_attn::SeqId;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::metrics::ModelMetrics;
 use crate::request::{Completion, Event, FinishReason, GeneratedToken, Usage};
 use crate::sampling::{Sampled, Sampler};
 use crate::tokenizer::{IncrementalDecoder, Tokenizer};
@@ -85,6 +87,8 @@ pub(crate) struct Sequence {
     events: UnboundedSender<Event>,
     submitted: Instant,
     first_token: Option<Instant>,
+    last_token: Option<Instant>,
+    metrics: Arc<ModelMetrics>,
 }
 
 impl Sequence {
@@ -95,6 +99,7 @@ impl Sequence {
         sampler: Sampler,
         stop: StopRules,
         events: UnboundedSender<Event>,
+        metrics: Arc<ModelMetrics>,
     ) -> Self {
         Self {
             id,
@@ -110,6 +115,8 @@ impl Sequence {
             events,
             submitted: Instant::now(),
             first_token: None,
+            last_token: None,
+            metrics,
         }
     }
 
@@ -134,7 +141,7 @@ impl Sequence {
     }
 
     fn accept(&mut self, sampled: Sampled, tokenizer: &Tokenizer) -> Advance {
-        self.first_token.get_or_insert_with(Instant::now);
+        self.record_token_timing();
         self.tokens.push(sampled.token);
         if self.stop.token_ids.contains(&sampled.token) {
             // Stop tokens count as generated but are not shown; text held back for
@@ -195,6 +202,27 @@ impl Sequence {
         finish.map_or(Advance::Continue, Advance::Finished)
     }
 
+    /// Time to first token (and the prompt's tokens, now prefilled) or the gap
+    /// since the previous token.
+    fn record_token_timing(&mut self) {
+        let now = Instant::now();
+        match self.last_token {
+            None => {
+                self.first_token = Some(now);
+                self.metrics
+                    .time_to_first_token
+                    .observe((now - self.submitted).as_secs_f64());
+                self.metrics.prompt_tokens.inc_by(self.prompt_len as u64);
+            }
+            Some(last) => self
+                .metrics
+                .inter_token_latency
+                .observe((now - last).as_secs_f64()),
+        }
+        self.last_token = Some(now);
+        self.metrics.generation_tokens.inc();
+    }
+
     /// Sends the final event.
     pub(crate) fn finish(&self, reason: FinishReason) {
         let now = Instant::now();
@@ -208,6 +236,11 @@ impl Sequence {
             time_to_first_token: self.first_token.map(|t| t - self.submitted),
             duration: now - self.submitted,
         };
+        if reason != FinishReason::Cancelled {
+            self.metrics
+                .request_duration
+                .observe(completion.duration.as_secs_f64());
+        }
         let _ = self.events.send(Event::Done(completion));
     }
 

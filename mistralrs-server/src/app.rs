@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use axum::Router as HttpRouter;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, response::IntoResponse};
 use mistralrs_core::Router;
 use serde_json::{Value, json};
 
+use crate::metrics;
 use crate::openai::{self, ApiError};
 
 /// What every handler shares.
@@ -20,8 +22,9 @@ pub struct AppState {
     pub started_unix: u64,
 }
 
-/// The main port's routes: the OpenAI API and `/health`, with a body size limit.
-pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> HttpRouter {
+/// The main port's routes: the OpenAI API, `/health` and the metrics endpoint
+/// (at `metrics_path`), with a body size limit.
+pub fn app(state: Arc<AppState>, max_body_bytes: usize, metrics_path: &str) -> HttpRouter {
     HttpRouter::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
@@ -29,6 +32,8 @@ pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> HttpRouter {
         .route("/health", get(health))
         .fallback(|| async { ApiError::not_found("no such path") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn(metrics::count_requests))
+        .route(metrics_path, get(metrics::render))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

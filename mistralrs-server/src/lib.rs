@@ -3,6 +3,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod model_source;
 pub mod openai;
 mod serve;

@@ -90,7 +90,12 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
         router: Arc::clone(&router),
         started_unix,
     });
-    let app = app(state, config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY));
+    mistralrs_core::sync::set_instrumentation(config.prometheus_locks.enabled);
+    let app = app(
+        state,
+        config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+        &config.prometheus_locks.metrics_endpoint,
+    );
     // Tests and scripts read this line to find a port chosen with --port 0.
     println!("mistralrs-server listening on http://{local}");
     tracing::info!(%local, models = ?router.names(), "serving");

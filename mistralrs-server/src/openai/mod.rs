@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 pub use error::ApiError;
@@ -17,21 +17,38 @@ use types::{ApiJson, ChatCompletionRequest, CompletionRequest};
 
 use crate::app::AppState;
 
+/// The served model that answered a request, for the `model` label of
+/// `requests_total` (set on the response; absent when no served model matched).
+#[derive(Debug, Clone)]
+pub struct ServedModel(pub String);
+
+/// Attaches the model's name to whatever the handler answered.
+fn labelled(model: String, result: Result<Response, ApiError>) -> Response {
+    let mut response = result.into_response();
+    response.extensions_mut().insert(ServedModel(model));
+    response
+}
+
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let engine = state.router.get(body.common.model.as_deref())?;
-    let request = body.common.to_request(body.prompt()?, body.logprobs())?;
-    respond(
-        engine,
-        Endpoint::Chat,
-        request,
-        body.common.stream,
-        body.common.include_usage(),
-    )
-    .await
+    let model = engine.info().name.clone();
+    let result = async {
+        let request = body.common.to_request(body.prompt()?, body.logprobs())?;
+        let common = &body.common;
+        respond(
+            engine,
+            Endpoint::Chat,
+            request,
+            common.stream,
+            common.include_usage(),
+        )
+        .await
+    };
+    Ok(labelled(model, result.await))
 }
 
 /// `POST /v1/completions`.
@@ -40,15 +57,20 @@ pub async fn completions(
     ApiJson(body): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let engine = state.router.get(body.common.model.as_deref())?;
-    let request = body.common.to_request(body.prompt()?, body.logprobs)?;
-    respond(
-        engine,
-        Endpoint::Completion,
-        request,
-        body.common.stream,
-        body.common.include_usage(),
-    )
-    .await
+    let model = engine.info().name.clone();
+    let result = async {
+        let request = body.common.to_request(body.prompt()?, body.logprobs)?;
+        let common = &body.common;
+        respond(
+            engine,
+            Endpoint::Completion,
+            request,
+            common.stream,
+            common.include_usage(),
+        )
+        .await
+    };
+    Ok(labelled(model, result.await))
 }
 
 /// `GET /v1/models`.

@@ -1,10 +1,5 @@
-//! The lock seam: every shared structure of the engine is locked through these
-//! types, so a build can swap the lock implementation in this one place.
-//!
-//! Each lock carries a static name (`"scheduler"`, `"router"`, ...) that an
-//! instrumented build uses as its metric label. The guards do not report poisoning:
-//! a panic while holding a lock is a bug that the panic itself already reports, and
-//! the data it protects (queues, tables) stays structurally valid.
+//! Plain std locks, for builds without `prometheus-locks`. The name is kept so the
+//! API matches the instrumented build; it is not used.
 
 use std::ops::{Deref, DerefMut};
 
@@ -20,7 +15,7 @@ pub struct MutexGuard<'a, T>(std::sync::MutexGuard<'a, T>);
 
 impl<T> Mutex<T> {
     /// A lock named `name` around `value`.
-    pub const fn new(name: &'static str, value: T) -> Self {
+    pub fn new(name: &'static str, value: T) -> Self {
         Self {
             name,
             inner: std::sync::Mutex::new(value),
@@ -69,7 +64,7 @@ pub struct RwLockWriteGuard<'a, T>(std::sync::RwLockWriteGuard<'a, T>);
 
 impl<T> RwLock<T> {
     /// A lock named `name` around `value`.
-    pub const fn new(name: &'static str, value: T) -> Self {
+    pub fn new(name: &'static str, value: T) -> Self {
         Self {
             name,
             inner: std::sync::RwLock::new(value),
@@ -119,3 +114,6 @@ impl<T> DerefMut for RwLockWriteGuard<'_, T> {
         &mut self.0
     }
 }
+
+/// Does nothing: plain locks record nothing.
+pub fn set_instrumentation(_enabled: bool) {}

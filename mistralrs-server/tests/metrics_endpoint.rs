@@ -1,0 +1,190 @@
+//! `/metrics` of the real binary: counters move by exactly what was served, lock
+//! series exist only with `prometheus-locks`, and promtool accepts the format.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+
+use common::{Server, post};
+use serde_json::json;
+
+/// Samples of the exposition: series (name with labels, as written) to value.
+fn parse(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+async fn scrape(server: &Server) -> (String, HashMap<String, f64>) {
+    let resp = reqwest::get(server.url("/metrics")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    let samples = parse(&text);
+    (text, samples)
+}
+
+fn get(samples: &HashMap<String, f64>, series: &str) -> f64 {
+    *samples.get(series).unwrap_or(&0.0)
+}
+
+#[tokio::test]
+async fn counters_move_by_what_was_served() {
+    let server = Server::start(&[]);
+    let (_, before) = scrape(&server).await;
+    let (mut prompt_tokens, mut full_blocks) = (0.0, 0.0);
+    for i in 0..3 {
+        let body = json!({"messages": [{"role": "user", "content": format!("Hello number {i}")}], "max_tokens": 5, "ignore_eos": true});
+        let (status, resp) = post(&server, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200);
+        let n = resp["usage"]["prompt_tokens"].as_f64().unwrap();
+        prompt_tokens += n;
+        full_blocks += (n / 16.0).floor();
+    }
+    let (status, _) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "nope", "messages": []}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, after) = scrape(&server).await;
+    let delta = |s: &str| get(&after, s) - get(&before, s);
+    let m = r#"{model="demo"}"#;
+    assert_eq!(
+        delta(r#"mistralrs_requests_total{endpoint="chat_completions",model="demo",status="200"}"#),
+        3.0
+    );
+    assert_eq!(
+        delta(r#"mistralrs_requests_total{endpoint="chat_completions",model="",status="404"}"#),
+        1.0
+    );
+    assert_eq!(
+        delta(&format!("mistralrs_generation_tokens_total{m}")),
+        15.0
+    );
+    assert_eq!(
+        delta(&format!("mistralrs_prompt_tokens_total{m}")),
+        prompt_tokens
+    );
+    assert_eq!(
+        delta(&format!("mistralrs_time_to_first_token_seconds_count{m}")),
+        3.0
+    );
+    assert_eq!(
+        delta(&format!("mistralrs_inter_token_latency_seconds_count{m}")),
+        12.0
+    );
+    assert_eq!(
+        delta(&format!("mistralrs_request_duration_seconds_count{m}")),
+        3.0
+    );
+    assert_eq!(
+        get(&after, &format!("mistralrs_num_requests_running{m}")),
+        0.0
+    );
+    assert_eq!(
+        get(&after, &format!("mistralrs_num_requests_waiting{m}")),
+        0.0
+    );
+    assert_eq!(
+        get(&after, &format!("mistralrs_kv_cache_blocks_free{m}")),
+        512.0
+    );
+    assert_eq!(
+        get(&after, &format!("mistralrs_kv_cache_usage_ratio{m}")),
+        0.0
+    );
+    // Every full 16-token block of each prompt was looked up in the prefix cache.
+    assert_eq!(
+        delta(&format!("mistralrs_prefix_cache_queries_total{m}")),
+        full_blocks
+    );
+    assert!(delta(&format!("mistralrs_prefix_cache_hits_total{m}")) <= full_blocks);
+}
+
+#[tokio::test]
+async fn lock_series_exist_only_with_the_feature() {
+    let server = Server::start(&[]);
+    let (text, samples) = scrape(&server).await;
+    for lock in ["scheduler", "router"] {
+        let series = format!(r#"mistralrs_lock_contended_total{{lock="{lock}"}}"#);
+        let hold = format!(r#"mistralrs_lock_hold_seconds_count{{lock="{lock}"}}"#);
+        if cfg!(feature = "prometheus-locks") {
+            assert!(samples.contains_key(&series), "{series} missing");
+            assert!(samples.contains_key(&hold), "{hold} missing");
+        } else {
+            assert!(
+                !text.contains("mistralrs_lock_"),
+                "lock series without the feature"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn promtool_accepts_the_exposition() {
+    let server = Server::start(&[]);
+    let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3});
+    post(&server, "/v1/chat/completions", &body).await;
+    let (text, _) = scrape(&server).await;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package `prometheus`) is needed; scripts/test-all installs it");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool rejected /metrics:\n{report}"
+    );
+    assert!(
+        report.trim().is_empty(),
+        "promtool lint findings:\n{report}"
+    );
+}
+
+#[tokio::test]
+async fn the_metrics_path_is_configurable() {
+    let server = Server::start_with_config(
+        &[],
+        Some("[prometheus_locks]\nmetrics_endpoint = \"/internal/prom\"\n"),
+    );
+    let resp = reqwest::get(server.url("/internal/prom")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("mistralrs_kv_cache_blocks_free")
+    );
+    assert_eq!(
+        reqwest::get(server.url("/metrics")).await.unwrap().status(),
+        404
+    );
+}

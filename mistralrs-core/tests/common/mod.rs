@@ -23,15 +23,22 @@ pub fn demo_dir() -> PathBuf {
 
 /// An engine on the demo model with `num_blocks` blocks of 16 and `max_seqs`.
 pub fn engine(name: &str, num_blocks: usize, max_seqs: usize) -> EngineHandle {
-    let loaded =
-        mistralrs_core::model::load(&demo_dir(), DType::F32, &Device::Cpu).expect("load demo");
+    engine_with(name, num_blocks, max_seqs, 256, DType::F32)
+}
+
+/// An engine with every knob the tests turn.
+pub fn engine_with(
+    name: &str,
+    num_blocks: usize,
+    max_seqs: usize,
+    max_batch_tokens: usize,
+    dtype: DType,
+) -> EngineHandle {
+    let loaded = mistralrs_core::model::load(&demo_dir(), dtype, &Device::Cpu).expect("load demo");
     let config = EngineConfig {
-        scheduler: SchedulerConfig {
-            max_seqs,
-            max_batch_tokens: 256,
-            max_waiting: 64,
-        },
+        scheduler: SchedulerConfig { max_seqs, max_batch_tokens, max_waiting: 64 },
         num_blocks,
+        dtype,
         ..EngineConfig::default()
     };
     mistralrs_core::start(name, loaded, config).expect("engine")

@@ -121,7 +121,11 @@ fn run<L: BenchLock>(threads: usize, iters: u64, reads_per_write: u64) -> Durati
     start.elapsed()
 }
 
-fn bench_family<M: BenchLock, P: BenchLock, S: BenchLock>(c: &mut Criterion, group: &str, reads_per_write: u64) {
+fn bench_family<M: BenchLock, P: BenchLock, S: BenchLock>(
+    c: &mut Criterion,
+    group: &str,
+    reads_per_write: u64,
+) {
     let mut g = c.benchmark_group(group);
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(2));
@@ -130,9 +134,11 @@ fn bench_family<M: BenchLock, P: BenchLock, S: BenchLock>(c: &mut Criterion, gro
         g.bench_with_input(BenchmarkId::new("std", threads), &threads, |b, &t| {
             b.iter_custom(|iters| run::<M>(t, iters, reads_per_write))
         });
-        g.bench_with_input(BenchmarkId::new("parking_lot", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| run::<P>(t, iters, reads_per_write))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("parking_lot", threads),
+            &threads,
+            |b, &t| b.iter_custom(|iters| run::<P>(t, iters, reads_per_write)),
+        );
         g.bench_with_input(BenchmarkId::new("seam", threads), &threads, |b, &t| {
             b.iter_custom(|iters| run::<S>(t, iters, reads_per_write))
         });
@@ -143,7 +149,11 @@ fn bench_family<M: BenchLock, P: BenchLock, S: BenchLock>(c: &mut Criterion, gro
 fn locks(c: &mut Criterion) {
     use mistralrs_core::sync;
     bench_family::<std::sync::Mutex<u64>, parking_lot::Mutex<u64>, sync::Mutex<u64>>(c, "mutex", 0);
-    bench_family::<std::sync::RwLock<u64>, parking_lot::RwLock<u64>, sync::RwLock<u64>>(c, "rwlock_read_heavy", 9);
+    bench_family::<std::sync::RwLock<u64>, parking_lot::RwLock<u64>, sync::RwLock<u64>>(
+        c,
+        "rwlock_read_heavy",
+        9,
+    );
 }
 
 criterion_group!(benches, locks);

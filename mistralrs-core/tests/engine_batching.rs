@@ -217,7 +217,10 @@ async fn seeded_sampling_is_reproducible_and_logprobs_are_reported() {
 #[tokio::test]
 async fn chunked_prefill_over_many_steps_gives_the_same_output() {
     let long = PROMPTS.join(" ");
-    let whole = engine("whole", 64, 4).generate(greedy(&long, 16)).await.unwrap();
+    let whole = engine("whole", 64, 4)
+        .generate(greedy(&long, 16))
+        .await
+        .unwrap();
     // 8 tokens per step: the ~100-token prompt is read over a dozen steps while
     // a second request decodes beside it.
     let chunked = engine_with("chunked", 64, 4, 8, DType::F32);
@@ -233,8 +236,14 @@ async fn chunked_prefill_over_many_steps_gives_the_same_output() {
 
 #[tokio::test]
 async fn bf16_weights_and_cache_run_and_agree_with_f32_on_the_first_token() {
-    let f32_out = engine("f32", 64, 2).generate(greedy("Once upon a time", 8)).await.unwrap();
-    let bf16_out = engine_with("bf16", 64, 2, 256, DType::BF16).generate(greedy("Once upon a time", 8)).await.unwrap();
+    let f32_out = engine("f32", 64, 2)
+        .generate(greedy("Once upon a time", 8))
+        .await
+        .unwrap();
+    let bf16_out = engine_with("bf16", 64, 2, 256, DType::BF16)
+        .generate(greedy("Once upon a time", 8))
+        .await
+        .unwrap();
     assert_eq!(bf16_out.tokens.len(), 8);
     // bf16 keeps 8 bits of mantissa: the first greedy token should survive it.
     assert_eq!(bf16_out.tokens[0].id, f32_out.tokens[0].id);

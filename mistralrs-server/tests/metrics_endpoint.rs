@@ -188,3 +188,86 @@ async fn the_metrics_path_is_configurable() {
         404
     );
 }
+
+/// Every query of the Grafana dashboard parses (promtool checks them as recording
+/// rules) and names only series the server exports.
+#[tokio::test]
+async fn the_grafana_dashboard_queries_parse_and_use_real_series() {
+    let server = Server::start(&[]);
+    post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}),
+    )
+    .await;
+    let (text, _) = scrape(&server).await;
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .collect();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana-dashboard.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["expr"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert!(exprs.len() >= 12);
+    for expr in &exprs {
+        for word in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("mistralrs_"))
+        {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .fold(word, |w, s| w.strip_suffix(s).unwrap_or(w));
+            let lock_series = family.starts_with("mistralrs_lock_");
+            if lock_series && !cfg!(feature = "prometheus-locks") {
+                continue;
+            }
+            assert!(
+                families.contains(&family),
+                "{family} (in `{expr}`) is not exported"
+            );
+        }
+    }
+    let rules: String = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "      - record: dashboard:query{i}\n        expr: {}\n",
+                serde_json::to_string(e).unwrap()
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yml");
+    std::fs::write(
+        &file,
+        format!("groups:\n  - name: dashboard\n    rules:\n{rules}"),
+    )
+    .unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

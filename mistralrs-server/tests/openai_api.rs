@@ -282,13 +282,20 @@ async fn tools_reach_the_chat_template_unless_tool_choice_is_none() {
     let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
     let prompt_tokens = |body: Value| {
         let server = &server;
-        async move { post(server, "/v1/chat/completions", &body).await.1["usage"]["prompt_tokens"].as_u64().unwrap() }
+        async move {
+            post(server, "/v1/chat/completions", &body).await.1["usage"]["prompt_tokens"]
+                .as_u64()
+                .unwrap()
+        }
     };
     let plain = prompt_tokens(chat("Weather?", 1)).await;
     let mut with_tools = chat("Weather?", 1);
     with_tools["tools"] = tools.clone();
     let mut none = with_tools.clone();
     none["tool_choice"] = json!("none");
-    assert!(prompt_tokens(with_tools).await > plain + 10, "the tool definitions are in the prompt");
+    assert!(
+        prompt_tokens(with_tools).await > plain + 10,
+        "the tool definitions are in the prompt"
+    );
     assert_eq!(prompt_tokens(none).await, plain);
 }

@@ -72,9 +72,11 @@ impl Probe {
             c.set(n);
             n
         });
-        (n.is_multiple_of(HOLD_SAMPLE_EVERY) && ENABLED.load(Ordering::Relaxed)).then(|| HoldTimer {
-            hold: &self.hold,
-            since: Instant::now(),
+        (n.is_multiple_of(HOLD_SAMPLE_EVERY) && ENABLED.load(Ordering::Relaxed)).then(|| {
+            HoldTimer {
+                hold: &self.hold,
+                since: Instant::now(),
+            }
         })
     }
 }

@@ -36,7 +36,11 @@ pub fn engine_with(
 ) -> EngineHandle {
     let loaded = mistralrs_core::model::load(&demo_dir(), dtype, &Device::Cpu).expect("load demo");
     let config = EngineConfig {
-        scheduler: SchedulerConfig { max_seqs, max_batch_tokens, max_waiting: 64 },
+        scheduler: SchedulerConfig {
+            max_seqs,
+            max_batch_tokens,
+            max_waiting: 64,
+        },
         num_blocks,
         dtype,
         ..EngineConfig::default()

@@ -39,17 +39,18 @@ python3 - "$rounds" <<'PY'
 import json, sys, statistics
 rounds = int(sys.argv[1])
 def load(v): return [json.load(open(f"load-tests/results/locks-{v}-{r}.json")) for r in range(1, rounds + 1)]
-rows = []
+print("| build | req/s | tokens/s | p50 latency ms | p95 latency ms | p50 inter-token ms | errors | lock contentions (all rounds) | avg contended wait |")
+print("|---|---|---|---|---|---|---|---|---|")
 for v in ("plain", "locks"):
     runs = load(v)
     med = lambda f: statistics.median(f(r) for r in runs)
-    waits = runs[-1]["lock_wait_us"]
-    rows.append((v, med(lambda r: r["requests_per_second"]), med(lambda r: r["tokens_per_second"]),
-                 med(lambda r: r["request_latency"]["p50_ms"]), med(lambda r: r["request_latency"]["p95_ms"]),
-                 med(lambda r: r["inter_token_latency"]["p50_ms"]), sum(r["errors"] for r in runs),
-                 ", ".join(f"{k} {w:.1f} µs" for k, w in waits.items() if w) or "-"))
-print("| build | req/s | tokens/s | p50 latency ms | p95 latency ms | p50 inter-token ms | errors | avg contended wait (last round) |")
-print("|---|---|---|---|---|---|---|---|")
-for r in rows:
-    print(f"| {r[0]} | {r[1]:.1f} | {r[2]:.0f} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.2f} | {r[6]} | {r[7]} |")
+    locks = sorted({k for r in runs for k in r["lock_contentions"]})
+    counts = {k: sum(r["lock_contentions"].get(k, 0) for r in runs) for k in locks}
+    waits = {k: sum(r["lock_wait_us"].get(k, 0) * r["lock_contentions"].get(k, 0) for r in runs) / counts[k]
+             for k in locks if counts[k]}
+    contended = ", ".join(f"{k} {int(n)}" for k, n in counts.items() if n) or "-"
+    wait = ", ".join(f"{k} {w:.1f} µs" for k, w in waits.items()) or "-"
+    print(f"| {v} | {med(lambda r: r['requests_per_second']):.1f} | {med(lambda r: r['tokens_per_second']):.0f} "
+          f"| {med(lambda r: r['request_latency']['p50_ms']):.1f} | {med(lambda r: r['request_latency']['p95_ms']):.1f} "
+          f"| {med(lambda r: r['inter_token_latency']['p50_ms']):.2f} | {sum(r['errors'] for r in runs)} | {contended} | {wait} |")
 PY

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, post, sse_data};
+use common::{Server, post, post_raw, sse_data};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -33,12 +33,7 @@ async fn chat_streaming_and_not_agree_and_report_usage() {
     let mut streaming = chat("Hello!", 12);
     streaming["stream"] = json!(true);
     streaming["stream_options"] = json!({"include_usage": true});
-    let resp = reqwest::Client::new()
-        .post(server.url("/v1/chat/completions"))
-        .json(&streaming)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_raw(&server, "/v1/chat/completions", &streaming).await;
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let data = sse_data(&resp.text().await.unwrap());
     assert_eq!(data.last().unwrap(), "[DONE]");
@@ -78,12 +73,7 @@ async fn completions_with_logprobs_models_and_health() {
 
     let mut streaming = req.clone();
     streaming["stream"] = json!(true);
-    let text = reqwest::Client::new()
-        .post(server.url("/v1/completions"))
-        .json(&streaming)
-        .send()
-        .await
-        .unwrap()
+    let text = post_raw(&server, "/v1/completions", &streaming).await
         .text()
         .await
         .unwrap();
@@ -144,12 +134,7 @@ async fn a_streaming_client_that_disconnects_frees_its_blocks() {
     let mut req = chat("Once upon a time", 900);
     req["stream"] = json!(true);
     req["ignore_eos"] = json!(true);
-    let resp = reqwest::Client::new()
-        .post(server.url("/v1/chat/completions"))
-        .json(&req)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_raw(&server, "/v1/chat/completions", &req).await;
     let mut body = resp.bytes_stream();
     let mut received = 0;
     while received < 2000 {

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, sse_data};
+use common::{Server, post_raw, sse_data};
 use serde_json::json;
 
 fn run_server(args: &[&str]) -> std::process::Output {
@@ -39,12 +39,7 @@ fn start_up_errors_name_the_problem() {
 async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let mut server = Server::start(&[]);
     let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 400, "ignore_eos": true, "stream": true, "temperature": 0});
-    let resp = reqwest::Client::new()
-        .post(server.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_raw(&server, "/v1/chat/completions", &body).await;
     assert_eq!(resp.status(), 200);
     server.terminate();
     let data = sse_data(&resp.text().await.unwrap());
@@ -73,12 +68,7 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
 async fn shutdown_past_the_grace_period_cancels_what_is_left() {
     let mut server = Server::start_with_config(&[], Some("shutdown_timeout_secs = 1\n"));
     let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1000, "ignore_eos": true, "stream": true});
-    let resp = reqwest::Client::new()
-        .post(server.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_raw(&server, "/v1/chat/completions", &body).await;
     // Make sure it is running, then stop the server while it generates.
     tokio::time::sleep(Duration::from_millis(100)).await;
     server.terminate();

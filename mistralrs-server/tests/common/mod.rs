@@ -110,6 +110,11 @@ impl Drop for Server {
     }
 }
 
+/// POSTs JSON and returns the response as it comes (for streams).
+pub async fn post_raw(server: &Server, path: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new().post(server.url(path)).json(body).send().await.unwrap()
+}
+
 /// POSTs JSON and returns status and body.
 pub async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     let resp = reqwest::Client::new()

@@ -21,6 +21,9 @@ pub struct Cli {
     /// Config file (TOML); its settings are overridden by these flags.
     #[arg(long, short = 'c', global = true, env = "MISTRALRS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Port of the MCP endpoint /mcp/stream (Streamable HTTP); off when not given.
+    #[arg(long, global = true)]
+    pub http_mcp_port: Option<u16>,
     /// Sequences running at once per model [default: 32].
     #[arg(long, global = true)]
     pub max_seqs: Option<usize>,
@@ -56,6 +59,7 @@ impl Cli {
     pub fn merge_into(&self, mut config: Config) -> Config {
         config.serve_ip = self.serve_ip.or(config.serve_ip);
         config.port = self.port.or(config.port);
+        config.http_mcp.port = self.http_mcp_port.or(config.http_mcp.port);
         config.max_seqs = self.max_seqs.or(config.max_seqs);
         config.kv_cache_blocks = self.kv_cache_blocks.or(config.kv_cache_blocks);
         config.log_level = self.log_level.clone().or(config.log_level);

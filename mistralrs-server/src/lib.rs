@@ -3,6 +3,11 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "http-mcp-stream")]
+pub mod http_mcp;
+#[cfg(not(feature = "http-mcp-stream"))]
+#[path = "http_mcp_disabled.rs"]
+pub mod http_mcp;
 pub mod metrics;
 pub mod model_source;
 pub mod openai;

@@ -7,11 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use candle_core::{DType, Device};
 use mistralrs_core::{EngineConfig, Router, SchedulerConfig};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::app::{AppState, app};
 use crate::cli::Cli;
 use crate::config::{Config, ModelEntry};
+use crate::http_mcp;
 use crate::model_source;
 
 const DEFAULT_PORT: u16 = 1234;
@@ -96,6 +98,26 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
         config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
         &config.prometheus_locks.metrics_endpoint,
     );
+    // Stop accepting at the signal; end what is still running after the grace period.
+    let stop_accepting = CancellationToken::new();
+    let end_streams = CancellationToken::new();
+    let mcp = match config.http_mcp.port {
+        Some(port) => {
+            let mcp_app =
+                http_mcp::app(Arc::clone(&router), &config.http_mcp, end_streams.clone())?;
+            let mcp_addr = SocketAddr::new(ip, port);
+            let mcp_listener = tokio::net::TcpListener::bind(mcp_addr)
+                .await
+                .with_context(|| format!("binding {mcp_addr}"))?;
+            println!(
+                "mistralrs-server MCP endpoint on http://{}{}",
+                mcp_listener.local_addr()?,
+                http_mcp::MCP_PATH
+            );
+            Some((mcp_listener, mcp_app))
+        }
+        None => None,
+    };
     // Tests and scripts read this line to find a port chosen with --port 0.
     println!("mistralrs-server listening on http://{local}");
     tracing::info!(%local, models = ?router.names(), "serving");
@@ -104,24 +126,55 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
             .shutdown_timeout_secs
             .unwrap_or(DEFAULT_SHUTDOWN_SECS),
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!(
-                grace_secs = grace.as_secs(),
-                "shutting down: finishing in-flight requests"
-            );
-            // Past the grace period, end what is still running so connections close.
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                tracing::warn!("grace period over: cancelling in-flight requests");
-                router.shutdown();
-            });
-        })
-        .await
-        .context("serving")?;
+    tokio::spawn(shut_down_on_signal(
+        stop_accepting.clone(),
+        end_streams.clone(),
+        Arc::clone(&router),
+        grace,
+    ));
+    let main =
+        axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let mcp = async move {
+        match mcp {
+            Some((listener, app)) => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop_accepting.cancelled_owned())
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    let (main_result, mcp_result) = tokio::join!(main, mcp);
+    main_result.context("serving")?;
+    mcp_result.context("serving MCP")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// At SIGINT/SIGTERM: stop accepting, let the engines finish what they run for
+/// up to `grace`, then end every MCP session and cancel whatever is left.
+async fn shut_down_on_signal(
+    stop_accepting: CancellationToken,
+    end_streams: CancellationToken,
+    router: Arc<Router>,
+    grace: Duration,
+) {
+    shutdown_signal().await;
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: finishing in-flight requests"
+    );
+    stop_accepting.cancel();
+    let deadline = tokio::time::Instant::now() + grace;
+    while !router.engines().iter().all(|e| e.is_idle()) {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("grace period over: cancelling in-flight requests");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    end_streams.cancel();
+    router.shutdown();
 }
 
 /// Resolves on SIGINT or SIGTERM.

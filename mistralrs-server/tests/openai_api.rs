@@ -73,7 +73,8 @@ async fn completions_with_logprobs_models_and_health() {
 
     let mut streaming = req.clone();
     streaming["stream"] = json!(true);
-    let text = post_raw(&server, "/v1/completions", &streaming).await
+    let text = post_raw(&server, "/v1/completions", &streaming)
+        .await
         .text()
         .await
         .unwrap();

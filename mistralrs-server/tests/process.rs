@@ -84,25 +84,21 @@ async fn shutdown_past_the_grace_period_cancels_what_is_left() {
     assert!(status.success(), "exit status {status}");
 }
 
-/// Uses `$MISTRALRS_TEST_PYTHON` (set by scripts/test-all to a venv with the
-/// packages of tests/python/requirements.txt), else `python3`.
+/// The official `openai` Python client against the server.
 #[test]
 fn official_openai_python_client() {
     let server = Server::start(&[]);
-    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_client.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(server.url("/v1"))
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "{python} {script} failed (install the packages of tests/python/requirements.txt):\n{stdout}\n{stderr}"
-    );
+    let stdout = common::run_python("openai_client.py", &[&server.url("/v1")]);
     assert!(stdout.contains("openai client: ok"));
+}
+
+#[cfg(not(feature = "http-mcp-stream"))]
+#[test]
+fn asking_for_mcp_without_the_feature_is_a_clear_error() {
+    let out = run_server(&["--port", "0", "--http-mcp-port", "0", "run", "-m", "demo"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("http-mcp-stream"),
+        "{err}"
+    );
 }

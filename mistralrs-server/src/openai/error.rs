@@ -50,6 +50,11 @@ impl ApiError {
         }
     }
 
+    /// The message shown to the client.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status

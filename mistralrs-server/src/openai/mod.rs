@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 pub use error::ApiError;
 use respond::{Endpoint, respond};
-use types::{ApiJson, ChatCompletionRequest, CompletionRequest};
+pub use types::ChatCompletionRequest;
+use types::{ApiJson, CompletionRequest};
 
 use crate::app::AppState;
 

@@ -12,6 +12,8 @@ use serde_json::Value;
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// URL of /mcp/stream when started with `--http-mcp-port`.
+    pub mcp: Option<String>,
     _config_dir: Option<tempfile::TempDir>,
 }
 
@@ -46,18 +48,23 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut mcp = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("mistralrs-server MCP endpoint on ") {
+                    mcp = Some(url.to_owned());
+                }
                 if let Some(url) = line.strip_prefix("mistralrs-server listening on ") {
-                    let _ = tx.send(url.to_owned());
+                    let _ = tx.send((url.to_owned(), mcp.clone()));
                 }
             }
         });
-        let base = rx
+        let (base, mcp) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("server did not start");
         Self {
             child,
             base,
+            mcp,
             _config_dir: config_dir,
         }
     }
@@ -110,9 +117,36 @@ impl Drop for Server {
     }
 }
 
+/// Runs a script of tests/python with the test venv's Python
+/// (`$MISTRALRS_TEST_PYTHON`, set by scripts/test-all), else `python3`, and
+/// returns its stdout; fails the test with its output when it fails.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "{python} {path} failed (install tests/python/requirements.txt):\n{stdout}\n{stderr}"
+    );
+    stdout.into_owned()
+}
+
 /// POSTs JSON and returns the response as it comes (for streams).
 pub async fn post_raw(server: &Server, path: &str, body: &Value) -> reqwest::Response {
-    reqwest::Client::new().post(server.url(path)).json(body).send().await.unwrap()
+    reqwest::Client::new()
+        .post(server.url(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// POSTs JSON and returns status and body.

@@ -1,0 +1,194 @@
+//! What MCP clients see: a `chat` tool backed by the served models.
+//!
+//! Its arguments are the fields of an OpenAI chat completion request. When the
+//! client sends a progress token, every piece of generated text goes out as a
+//! `notifications/progress` event while the model runs; the result carries the
+//! text, the finish reason and token usage. Cancelling the call (a
+//! `notifications/cancelled`, or closing a stateless stream) cancels the sequence,
+//! which frees its KV blocks.
+
+use std::sync::{Arc, LazyLock};
+
+use mistralrs_core::Router;
+use mistralrs_core::request::{Completion, Event};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+
+use crate::openai::ChatCompletionRequest;
+
+const CHAT_TOOL: &str = "chat";
+
+/// JSON Schema of the `chat` tool's arguments: the OpenAI chat fields it reads.
+static CHAT_SCHEMA: LazyLock<Arc<JsonObject>> = LazyLock::new(|| {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {"role": {"type": "string"}, "content": {"type": ["string", "array", "null"]}},
+                    "required": ["role"]
+                },
+                "description": "The conversation, as OpenAI chat messages."
+            },
+            "model": {"type": "string", "description": "Served model name; the default model when absent."},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "top_k": {"type": "integer", "minimum": 1},
+            "min_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+            "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+            "repetition_penalty": {"type": "number", "exclusiveMinimum": 0},
+            "seed": {"type": "integer", "minimum": 0},
+            "stop": {"type": ["string", "array"], "items": {"type": "string"}}
+        },
+        "required": ["messages"]
+    });
+    match schema {
+        Value::Object(map) => Arc::new(map),
+        _ => Arc::new(JsonObject::new()),
+    }
+});
+
+fn chat_tool() -> Tool {
+    Tool::new(
+        CHAT_TOOL,
+        "Chat with a model served by this server. Arguments are OpenAI chat completion fields; \
+         with a progress token, generated text streams as progress notifications.",
+        Arc::clone(&CHAT_SCHEMA),
+    )
+}
+
+/// One MCP session's handler (cheap: it only holds the router).
+#[derive(Debug, Clone)]
+pub(super) struct McpHandler {
+    router: Arc<Router>,
+}
+
+impl McpHandler {
+    pub(super) fn new(router: Arc<Router>) -> Self {
+        Self { router }
+    }
+
+    /// Runs a chat to the end, streaming progress when asked, stopping when the
+    /// call is cancelled.
+    async fn chat(
+        &self,
+        arguments: JsonObject,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let body: ChatCompletionRequest = serde_json::from_value(Value::Object(arguments))
+            .map_err(|e| McpError::invalid_params(format!("chat arguments: {e}"), None))?;
+        let engine = match self.router.get(body.common.model.as_deref()) {
+            Ok(engine) => engine,
+            Err(e) => return Ok(tool_error(e.to_string())),
+        };
+        let request = match body.prompt().and_then(|p| body.common.to_request(p, None)) {
+            Ok(request) => request,
+            Err(e) => return Ok(tool_error(e.message().to_owned())),
+        };
+        let mut stream = match engine.submit(request) {
+            Ok(stream) => stream,
+            Err(e) => return Ok(tool_error(e.to_string())),
+        };
+        let progress_token = context.meta.get_progress_token();
+        let (mut text, mut pieces) = (String::new(), 0u32);
+        loop {
+            let event = tokio::select! {
+                () = context.ct.cancelled() => {
+                    stream.cancel();
+                    return Err(McpError::internal_error("the request was cancelled", None));
+                }
+                event = stream.next_event() => event,
+            };
+            match event {
+                Some(Event::Token(token)) if !token.text.is_empty() => {
+                    pieces += 1;
+                    if let Some(progress_token) = &progress_token {
+                        let note = ProgressNotificationParam::new(
+                            progress_token.clone(),
+                            f64::from(pieces),
+                        )
+                        .with_message(token.text.clone());
+                        // A client that cannot take notifications still gets the result.
+                        let _ = context.peer.notify_progress(note).await;
+                    }
+                    text.push_str(&token.text);
+                }
+                Some(Event::Token(_)) => {}
+                Some(Event::Done(completion)) => {
+                    return Ok(chat_result(engine.info().name.clone(), text, &completion));
+                }
+                Some(Event::Error(message)) => return Ok(tool_error(message)),
+                None => return Ok(tool_error("the engine stopped".into())),
+            }
+        }
+    }
+}
+
+fn tool_error(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+fn chat_result(model: String, text: String, completion: &Completion) -> CallToolResult {
+    let usage = completion.usage;
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text.clone())]);
+    result.structured_content = Some(json!({
+        "text": text,
+        "model": model,
+        "finish_reason": completion.finish_reason.as_str(),
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        },
+    }));
+    result
+}
+
+impl ServerHandler for McpHandler {
+    #[allow(deprecated)]
+    fn get_info(&self) -> ServerConfig {
+        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
+        info.server_info = Implementation::new("mistralrs-server", env!("CARGO_PKG_VERSION"));
+        info
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(vec![chat_tool()]))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        (name == CHAT_TOOL).then(chat_tool)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        if request.name != CHAT_TOOL {
+            return Err(McpError::invalid_params(
+                format!("unknown tool `{}`", request.name),
+                None,
+            ));
+        }
+        let result = self
+            .chat(request.arguments.unwrap_or_default(), context)
+            .await?;
+        Ok(result.into())
+    }
+}

@@ -1,0 +1,53 @@
+//! The MCP endpoint: `/mcp/stream` over Streamable HTTP on its own port.
+//!
+//! Built on rmcp's `StreamableHttpService`, a tower service mounted in axum. rmcp
+//! speaks both protocol generations: sessions (`Mcp-Session-Id`, GET stream,
+//! DELETE, resumption) up to 2025-11-25 and stateless POST at 2026-07-28; and it
+//! checks `Host` against loopback names by default (DNS-rebinding protection).
+//! What the endpoint offers lives in [`handler`].
+
+mod handler;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mistralrs_core::Router;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AuthMethod, HttpMcpConfig};
+use handler::McpHandler;
+
+/// The path of the endpoint on its port.
+pub const MCP_PATH: &str = "/mcp/stream";
+
+/// SSE keep-alive: frequent enough that proxies keep the stream open and a
+/// vanished client is noticed within seconds.
+const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The MCP port's routes. `shutdown` ends every session and stream when cancelled.
+pub fn app(
+    router: Arc<Router>,
+    config: &HttpMcpConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<axum::Router> {
+    if config.auth_method == AuthMethod::ApiKey {
+        anyhow::bail!(
+            "[http_mcp] auth_method = \"api_key\" is not implemented yet; use \"none\" on a loopback address"
+        );
+    }
+    let mut server_config = StreamableHttpServerConfig::default()
+        .with_sse_keep_alive(Some(SSE_KEEP_ALIVE))
+        .with_cancellation_token(shutdown);
+    if !config.allowed_origins.is_empty() {
+        server_config.allowed_origins = config.allowed_origins.clone();
+    }
+    let service: StreamableHttpService<McpHandler, LocalSessionManager> =
+        StreamableHttpService::new(
+            move || Ok(McpHandler::new(Arc::clone(&router))),
+            Arc::new(LocalSessionManager::default()),
+            server_config,
+        );
+    Ok(axum::Router::new().nest_service(MCP_PATH, service))
+}

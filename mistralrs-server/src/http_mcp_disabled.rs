@@ -1,0 +1,23 @@
+//! Stand-in for the MCP endpoint in builds without `http-mcp-stream`: asking for
+//! an MCP port is an error that says why.
+
+use std::sync::Arc;
+
+use mistralrs_core::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HttpMcpConfig;
+
+/// The path the endpoint would have.
+pub const MCP_PATH: &str = "/mcp/stream";
+
+/// Refuses: this build has no MCP endpoint.
+pub fn app(
+    _router: Arc<Router>,
+    _config: &HttpMcpConfig,
+    _shutdown: CancellationToken,
+) -> anyhow::Result<axum::Router> {
+    anyhow::bail!(
+        "an MCP port was given, but this build has no MCP endpoint (feature `http-mcp-stream`)"
+    )
+}

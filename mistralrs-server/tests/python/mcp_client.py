@@ -1,0 +1,52 @@
+"""Drives /mcp/stream with the official Python MCP SDK (`mcp`).
+
+Usage: python mcp_client.py <url of /mcp/stream>
+Exits non-zero on the first mismatch; prints the negotiated protocol version.
+"""
+import sys
+
+import anyio
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+CHAT = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 12, "temperature": 0}
+
+
+async def main(url):
+    async with streamable_http_client(url) as (read, write):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            assert init.server_info.name == "mistralrs-server", init
+
+            tools = await session.list_tools()
+            assert [t.name for t in tools.tools] == ["chat"], tools
+            assert "messages" in tools.tools[0].input_schema["properties"]
+
+            progress = []
+
+            async def on_progress(value, total, message):
+                progress.append((value, message))
+
+            result = await session.call_tool("chat", CHAT, progress_callback=on_progress)
+            assert not result.is_error, result
+            text = result.content[0].text
+            usage = result.structured_content["usage"]
+            assert usage["completion_tokens"] == 12, result.structured_content
+            assert progress, "progress notifications arrived before the result"
+            assert "".join(m for _, m in progress) == text, (progress, text)
+            assert [v for v, _ in progress] == sorted(v for v, _ in progress), "progress increases"
+
+            again = await session.call_tool("chat", CHAT)
+            assert again.content[0].text == text, "greedy is deterministic"
+
+            unknown = await session.call_tool("chat", dict(CHAT, model="nope"))
+            assert unknown.is_error and "nope" in unknown.content[0].text, unknown
+
+            too_long = await session.call_tool("chat", {"messages": [{"role": "user", "content": "word " * 1500}]})
+            assert too_long.is_error and "context length" in too_long.content[0].text, too_long
+
+    print("mcp client: ok", init.protocol_version)
+
+
+if __name__ == "__main__":
+    anyio.run(main, sys.argv[1])

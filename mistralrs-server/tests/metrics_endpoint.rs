@@ -271,3 +271,26 @@ async fn the_grafana_dashboard_queries_parse_and_use_real_series() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `[prometheus_locks] enabled = false` stops recording; the default records.
+#[cfg(feature = "prometheus-locks")]
+#[tokio::test]
+async fn lock_recording_follows_the_config_switch() {
+    let series = r#"mistralrs_lock_hold_seconds_count{lock="scheduler"}"#;
+    let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 60, "ignore_eos": true});
+    for (config, recording) in [("[prometheus_locks]\nenabled = false\n", false), ("", true)] {
+        let server = Server::start_with_config(&[], Some(config));
+        // 3 x 60 steps take the scheduler lock well over 64 times on the engine
+        // thread, so at least one hold is sampled when recording.
+        for _ in 0..3 {
+            assert_eq!(post(&server, "/v1/chat/completions", &body).await.0, 200);
+        }
+        let (_, samples) = scrape(&server).await;
+        assert_eq!(
+            get(&samples, series) > 0.0,
+            recording,
+            "config {config:?}: {series} = {}",
+            get(&samples, series)
+        );
+    }
+}

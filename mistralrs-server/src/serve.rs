@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::app::{AppState, app};
 use crate::cli::Cli;
-use crate::config::{Config, ModelEntry};
+use crate::config::{AuthMethod, Config, ModelEntry};
 use crate::http_mcp;
 use crate::model_source;
 
@@ -103,6 +103,11 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
     let end_streams = CancellationToken::new();
     let mcp = match config.http_mcp.port {
         Some(port) => {
+            if config.http_mcp.auth_method == AuthMethod::None && !ip.is_loopback() {
+                anyhow::bail!(
+                    "the MCP endpoint without authentication may only bind a loopback address, not {ip}"
+                );
+            }
             let mcp_app =
                 http_mcp::app(Arc::clone(&router), &config.http_mcp, end_streams.clone())?;
             let mcp_addr = SocketAddr::new(ip, port);

@@ -31,6 +31,20 @@ fn start_up_errors_name_the_problem() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("not found"), "{err}");
 
+    let out = run_server(&[
+        "--serve-ip",
+        "0.0.0.0",
+        "--port",
+        "0",
+        "--http-mcp-port",
+        "0",
+        "run",
+        "-m",
+        "demo",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("loopback"), "{err}");
+
     let out = run_server(&["--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--kv-cache-blocks"));
 }

@@ -48,6 +48,14 @@ pub struct Metrics {
     prefix_hits: IntCounterVec,
     prefix_queries: IntCounterVec,
     preemptions: IntCounterVec,
+    /// `http_mcp_requests_total{method,status}`: MCP endpoint requests by HTTP
+    /// method and status.
+    pub http_mcp_requests: IntCounterVec,
+    /// `http_mcp_request_duration_seconds{method}`: time to the response head
+    /// (an SSE stream's life is not included).
+    pub http_mcp_request_duration: HistogramVec,
+    /// `http_mcp_auth_failures_total{reason}`: `missing`, `malformed` or `invalid`.
+    pub http_mcp_auth_failures: IntCounterVec,
     /// `lock_wait_seconds{lock}`: time spent waiting for contended locks.
     pub lock_wait: HistogramVec,
     /// `lock_hold_seconds{lock}`: time locks are held (sampled).
@@ -148,6 +156,22 @@ impl Metrics {
                 "Sequences preempted for lack of KV blocks.",
                 &["model"],
             ),
+            http_mcp_requests: counter(
+                "http_mcp_requests_total",
+                "MCP endpoint requests by HTTP method and status code.",
+                &["method", "status"],
+            ),
+            http_mcp_request_duration: histogram(
+                "http_mcp_request_duration_seconds",
+                "Time from an MCP request to its response head.",
+                TTFT_BUCKETS,
+                &["method"],
+            ),
+            http_mcp_auth_failures: counter(
+                "http_mcp_auth_failures_total",
+                "MCP requests refused for a missing, malformed or unknown API key.",
+                &["reason"],
+            ),
             lock_wait: histogram(
                 "lock_wait_seconds",
                 "Time waiting to acquire a lock, recorded only when it was contended.",
@@ -180,6 +204,9 @@ impl Metrics {
             Box::new(m.prefix_hits.clone()),
             Box::new(m.prefix_queries.clone()),
             Box::new(m.preemptions.clone()),
+            Box::new(m.http_mcp_requests.clone()),
+            Box::new(m.http_mcp_request_duration.clone()),
+            Box::new(m.http_mcp_auth_failures.clone()),
         ];
         for c in collectors {
             m.registry

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ModelEntry};
+use crate::config::{AuthMethod, Config, ModelEntry};
 
 /// An OpenAI-compatible LLM inference server with Prometheus metrics.
 #[derive(Debug, Parser)]
@@ -24,6 +24,11 @@ pub struct Cli {
     /// Port of the MCP endpoint /mcp/stream (Streamable HTTP); off when not given.
     #[arg(long, global = true)]
     pub http_mcp_port: Option<u16>,
+    /// An API key MCP clients must send as `Authorization: Bearer <key>`;
+    /// repeatable, and turns on `api_key` auth. Keys on the command line show in
+    /// `ps`: prefer MISTRALRS_MCP_API_KEYS or `[http_mcp] api_keys_file`.
+    #[arg(long = "http-mcp-auth-key", global = true, value_name = "KEY")]
+    pub http_mcp_auth_keys: Vec<String>,
     /// Sequences running at once per model [default: 32].
     #[arg(long, global = true)]
     pub max_seqs: Option<usize>,
@@ -60,6 +65,13 @@ impl Cli {
         config.serve_ip = self.serve_ip.or(config.serve_ip);
         config.port = self.port.or(config.port);
         config.http_mcp.port = self.http_mcp_port.or(config.http_mcp.port);
+        if !self.http_mcp_auth_keys.is_empty() {
+            config.http_mcp.auth_method = AuthMethod::ApiKey;
+            config
+                .http_mcp
+                .api_keys
+                .extend(self.http_mcp_auth_keys.iter().cloned());
+        }
         config.max_seqs = self.max_seqs.or(config.max_seqs);
         config.kv_cache_blocks = self.kv_cache_blocks.or(config.kv_cache_blocks);
         config.log_level = self.log_level.clone().or(config.log_level);

@@ -80,3 +80,65 @@ async fn raw_requests_get_the_statuses_the_spec_names() {
         .unwrap();
     assert_eq!(again.status(), 200);
 }
+
+#[tokio::test]
+async fn api_keys_are_required_and_failures_counted_by_reason() {
+    let server = Server::start(&[
+        "--http-mcp-port",
+        "0",
+        "--http-mcp-auth-key",
+        "k-one",
+        "--http-mcp-auth-key",
+        "k-two",
+    ]);
+    let url = server.mcp.clone().unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let send = |auth: Option<&'static str>| {
+        let mut req = reqwest::Client::new()
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init);
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        req.send()
+    };
+    for (auth, want) in [
+        (None, 401),
+        (Some("Bearer wrong"), 401),
+        (Some("Basic azE="), 401),
+        (Some("Bearer k-two"), 200),
+    ] {
+        let resp = send(auth).await.unwrap();
+        assert_eq!(resp.status(), want, "{auth:?}");
+        if want == 401 {
+            let challenge = resp.headers()["www-authenticate"].to_str().unwrap();
+            assert!(challenge.starts_with("Bearer"), "{challenge}");
+        }
+    }
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in ["missing", "invalid", "malformed"] {
+        let series = format!("mistralrs_http_mcp_auth_failures_total{{reason=\"{reason}\"}} 1");
+        assert!(metrics.contains(&series), "{series} not in /metrics");
+    }
+    assert!(metrics.contains(r#"mistralrs_http_mcp_requests_total{method="POST",status="401"} 3"#));
+    assert!(metrics.contains(r#"mistralrs_http_mcp_requests_total{method="POST",status="200"} 1"#));
+    assert!(
+        !metrics.contains("k-one") && !metrics.contains("k-two"),
+        "keys never show"
+    );
+}
+
+#[test]
+fn python_sdk_with_an_api_key() {
+    let server = Server::start(&["--http-mcp-port", "0", "--http-mcp-auth-key", "secret-key"]);
+    let url = server.mcp.clone().unwrap();
+    let stdout = common::run_python("mcp_client.py", &[&url, "secret-key"]);
+    assert!(stdout.contains("mcp client: ok"), "{stdout}");
+}

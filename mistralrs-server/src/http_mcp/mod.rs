@@ -6,10 +6,17 @@
 //! checks `Host` against loopback names by default (DNS-rebinding protection).
 //! What the endpoint offers lives in [`handler`].
 
+mod auth;
 mod handler;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use mistralrs_core::metrics::metrics;
 
 use mistralrs_core::Router;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -32,11 +39,6 @@ pub fn app(
     config: &HttpMcpConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<axum::Router> {
-    if config.auth_method == AuthMethod::ApiKey {
-        anyhow::bail!(
-            "[http_mcp] auth_method = \"api_key\" is not implemented yet; use \"none\" on a loopback address"
-        );
-    }
     let mut server_config = StreamableHttpServerConfig::default()
         .with_sse_keep_alive(Some(SSE_KEEP_ALIVE))
         .with_cancellation_token(shutdown);
@@ -49,5 +51,31 @@ pub fn app(
             Arc::new(LocalSessionManager::default()),
             server_config,
         );
-    Ok(axum::Router::new().nest_service(MCP_PATH, service))
+    let mut app = axum::Router::new().nest_service(MCP_PATH, service);
+    if config.auth_method == AuthMethod::ApiKey {
+        let keys = Arc::new(auth::ApiKeys::load(config)?);
+        app = app.layer(middleware::from_fn_with_state(keys, auth::require_key));
+    }
+    // Outermost, so refused requests are counted too.
+    Ok(app.layer(middleware::from_fn(count_requests)))
+}
+
+/// `http_mcp_requests_total{method,status}` and the time to the response head.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let method = match *request.method() {
+        Method::POST => "POST",
+        Method::GET => "GET",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    };
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let m = metrics();
+    m.http_mcp_request_duration
+        .with_label_values(&[method])
+        .observe(started.elapsed().as_secs_f64());
+    m.http_mcp_requests
+        .with_label_values(&[method, response.status().as_str()])
+        .inc();
+    response
 }

@@ -1,19 +1,22 @@
 """Drives /mcp/stream with the official Python MCP SDK (`mcp`).
 
-Usage: python mcp_client.py <url of /mcp/stream>
+Usage: python mcp_client.py <url of /mcp/stream> [api key]
 Exits non-zero on the first mismatch; prints the negotiated protocol version.
 """
 import sys
 
 import anyio
+import httpx2
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 CHAT = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 12, "temperature": 0}
 
 
-async def main(url):
-    async with streamable_http_client(url) as (read, write):
+async def main(url, key=None):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+    async with streamable_http_client(url, http_client=http) as (read, write):
         async with ClientSession(read, write) as session:
             init = await session.initialize()
             assert init.server_info.name == "mistralrs-server", init
@@ -49,4 +52,4 @@ async def main(url):
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1])
+    anyio.run(main, *sys.argv[1:3])

@@ -1,0 +1,178 @@
+//! API-key authentication of the MCP endpoint: `Authorization: Bearer <key>`.
+//!
+//! Keys come from `[http_mcp] api_keys`, the file `api_keys_file` (one per line),
+//! the environment variable `MISTRALRS_MCP_API_KEYS` (comma-separated) and
+//! repeated `--http-mcp-auth-key`. A presented key is compared with every
+//! configured key in constant time, without stopping at the first match, so the
+//! response time does not tell how much of a key was right. Keys are never logged.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use mistralrs_core::metrics::metrics;
+use subtle::ConstantTimeEq;
+
+use crate::config::HttpMcpConfig;
+
+/// Environment variable with extra keys, comma-separated.
+const KEYS_ENV: &str = "MISTRALRS_MCP_API_KEYS";
+
+/// The accepted keys.
+pub(super) struct ApiKeys(Vec<Vec<u8>>);
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKeys({} keys)", self.0.len())
+    }
+}
+
+/// Why a request was refused; the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Missing,
+    Malformed,
+    Invalid,
+}
+
+impl Failure {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
+impl ApiKeys {
+    /// Every configured key; an error when there is none or the file is unreadable.
+    pub(super) fn load(config: &HttpMcpConfig) -> anyhow::Result<Self> {
+        let mut keys: Vec<String> = config.api_keys.clone();
+        if let Some(path) = &config.api_keys_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("[http_mcp] api_keys_file {}: {e}", path.display()))?;
+            keys.extend(text.lines().map(str::to_owned));
+        }
+        if let Ok(list) = std::env::var(KEYS_ENV) {
+            keys.extend(list.split(',').map(str::to_owned));
+        }
+        let keys: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|k| k.trim())
+            .filter(|k| !k.is_empty())
+            .map(|k| k.as_bytes().to_vec())
+            .collect();
+        if keys.is_empty() {
+            anyhow::bail!(
+                "[http_mcp] auth_method = \"api_key\" needs at least one key (api_keys, api_keys_file, {KEYS_ENV} or --http-mcp-auth-key)"
+            );
+        }
+        Ok(Self(keys))
+    }
+
+    fn check(&self, header: Option<&HeaderValue>) -> Result<(), Failure> {
+        let header = header.ok_or(Failure::Missing)?;
+        let presented = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(Failure::Malformed)?;
+        let matched = self.0.iter().fold(subtle::Choice::from(0), |acc, key| {
+            acc | key.as_slice().ct_eq(presented.as_bytes())
+        });
+        if bool::from(matched) {
+            Ok(())
+        } else {
+            Err(Failure::Invalid)
+        }
+    }
+}
+
+/// Middleware: 401 with `WWW-Authenticate` unless the request carries a valid key.
+pub(super) async fn require_key(
+    State(keys): State<Arc<ApiKeys>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match keys.check(request.headers().get(AUTHORIZATION)) {
+        Ok(()) => next.run(request).await,
+        Err(failure) => {
+            metrics()
+                .http_mcp_auth_failures
+                .with_label_values(&[failure.label()])
+                .inc();
+            let message = match failure {
+                Failure::Missing => "missing Authorization: Bearer <key>",
+                Failure::Malformed => "malformed Authorization header; expected Bearer <key>",
+                Failure::Invalid => "invalid API key",
+            };
+            let challenge = HeaderValue::from_static(r#"Bearer realm="mistralrs-mcp""#);
+            let body = axum::Json(serde_json::json!({"error": message}));
+            (
+                StatusCode::UNAUTHORIZED,
+                [(WWW_AUTHENTICATE, challenge)],
+                body,
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> ApiKeys {
+        ApiKeys(vec![b"alpha-key".to_vec(), b"beta".to_vec()])
+    }
+
+    #[test]
+    fn accepts_any_configured_key_and_names_each_failure() {
+        let k = keys();
+        let header = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(k.check(Some(&header("Bearer alpha-key"))), Ok(()));
+        assert_eq!(k.check(Some(&header("Bearer beta"))), Ok(()));
+        assert_eq!(k.check(None), Err(Failure::Missing));
+        assert_eq!(
+            k.check(Some(&header("Basic YWxhZGRpbg=="))),
+            Err(Failure::Malformed)
+        );
+        assert_eq!(k.check(Some(&header("Bearer "))), Err(Failure::Malformed));
+        assert_eq!(
+            k.check(Some(&header("Bearer alpha"))),
+            Err(Failure::Invalid)
+        );
+        assert_eq!(
+            k.check(Some(&header("Bearer alpha-key-and-more"))),
+            Err(Failure::Invalid)
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_keys() {
+        assert_eq!(format!("{:?}", keys()), "ApiKeys(2 keys)");
+    }
+
+    #[test]
+    fn a_key_file_adds_keys_and_no_keys_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys");
+        std::fs::write(&file, "one\n\n  two  \n").unwrap();
+        let config = HttpMcpConfig {
+            api_keys_file: Some(file),
+            ..HttpMcpConfig::default()
+        };
+        let loaded = ApiKeys::load(&config).unwrap();
+        assert_eq!(loaded.0, [b"one".to_vec(), b"two".to_vec()]);
+        let err = ApiKeys::load(&HttpMcpConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least one key"), "{err}");
+    }
+}

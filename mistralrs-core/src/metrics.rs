@@ -56,6 +56,8 @@ pub struct Metrics {
     pub http_mcp_request_duration: HistogramVec,
     /// `http_mcp_auth_failures_total{reason}`: `missing`, `malformed` or `invalid`.
     pub http_mcp_auth_failures: IntCounterVec,
+    /// `http_mcp_rate_limited_total{scope}`: `global`, `key` or `ip`.
+    pub http_mcp_rate_limited: IntCounterVec,
     /// `lock_wait_seconds{lock}`: time spent waiting for contended locks.
     pub lock_wait: HistogramVec,
     /// `lock_hold_seconds{lock}`: time locks are held (sampled).
@@ -172,6 +174,11 @@ impl Metrics {
                 "MCP requests refused for a missing, malformed or unknown API key.",
                 &["reason"],
             ),
+            http_mcp_rate_limited: counter(
+                "http_mcp_rate_limited_total",
+                "MCP requests refused with 429, by the limit that refused them.",
+                &["scope"],
+            ),
             lock_wait: histogram(
                 "lock_wait_seconds",
                 "Time waiting to acquire a lock, recorded only when it was contended.",
@@ -207,6 +214,7 @@ impl Metrics {
             Box::new(m.http_mcp_requests.clone()),
             Box::new(m.http_mcp_request_duration.clone()),
             Box::new(m.http_mcp_auth_failures.clone()),
+            Box::new(m.http_mcp_rate_limited.clone()),
         ];
         for c in collectors {
             m.registry

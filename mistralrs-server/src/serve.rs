@@ -142,9 +142,12 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
     let mcp = async move {
         match mcp {
             Some((listener, app)) => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop_accepting.cancelled_owned())
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stop_accepting.cancelled_owned())
+                .await
             }
             None => Ok(()),
         }

@@ -142,3 +142,51 @@ fn python_sdk_with_an_api_key() {
     let stdout = common::run_python("mcp_client.py", &[&url, "secret-key"]);
     assert!(stdout.contains("mcp client: ok"), "{stdout}");
 }
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    let config = "[http_mcp.rate_limit]\nper_ip = 0.5\nburst = 2\n";
+    let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
+    let url = server.mcp.clone().unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..4 {
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            retry_after = Some(
+                resp.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+            );
+        }
+    }
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    let wait = retry_after.unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"mistralrs_http_mcp_rate_limited_total{scope="ip"} 2"#),
+        "{metrics}"
+    );
+    // The OpenAI port is not limited by the MCP limits.
+    assert_eq!(
+        reqwest::get(server.url("/health")).await.unwrap().status(),
+        200
+    );
+}

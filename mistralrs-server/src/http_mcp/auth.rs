@@ -14,12 +14,16 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mistralrs_core::metrics::metrics;
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::config::HttpMcpConfig;
 
 /// Environment variable with extra keys, comma-separated.
 const KEYS_ENV: &str = "MISTRALRS_MCP_API_KEYS";
+
+/// Which configured key a request presented (its index), for per-key limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct KeyId(pub(super) usize);
 
 /// The accepted keys.
 pub(super) struct ApiKeys(Vec<Vec<u8>>);
@@ -74,7 +78,7 @@ impl ApiKeys {
         Ok(Self(keys))
     }
 
-    fn check(&self, header: Option<&HeaderValue>) -> Result<(), Failure> {
+    fn check(&self, header: Option<&HeaderValue>) -> Result<KeyId, Failure> {
         let header = header.ok_or(Failure::Missing)?;
         let presented = header
             .to_str()
@@ -83,11 +87,16 @@ impl ApiKeys {
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or(Failure::Malformed)?;
-        let matched = self.0.iter().fold(subtle::Choice::from(0), |acc, key| {
-            acc | key.as_slice().ct_eq(presented.as_bytes())
-        });
+        // Every key is compared, and the index chosen without branching on a match.
+        let mut matched = subtle::Choice::from(0);
+        let mut index = 0u64;
+        for (i, key) in self.0.iter().enumerate() {
+            let hit = key.as_slice().ct_eq(presented.as_bytes());
+            index = u64::conditional_select(&index, &(i as u64), hit);
+            matched |= hit;
+        }
         if bool::from(matched) {
-            Ok(())
+            Ok(KeyId(index as usize))
         } else {
             Err(Failure::Invalid)
         }
@@ -97,11 +106,14 @@ impl ApiKeys {
 /// Middleware: 401 with `WWW-Authenticate` unless the request carries a valid key.
 pub(super) async fn require_key(
     State(keys): State<Arc<ApiKeys>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     match keys.check(request.headers().get(AUTHORIZATION)) {
-        Ok(()) => next.run(request).await,
+        Ok(key) => {
+            request.extensions_mut().insert(key);
+            next.run(request).await
+        }
         Err(failure) => {
             metrics()
                 .http_mcp_auth_failures
@@ -136,8 +148,8 @@ mod tests {
     fn accepts_any_configured_key_and_names_each_failure() {
         let k = keys();
         let header = |s: &str| HeaderValue::from_str(s).unwrap();
-        assert_eq!(k.check(Some(&header("Bearer alpha-key"))), Ok(()));
-        assert_eq!(k.check(Some(&header("Bearer beta"))), Ok(()));
+        assert_eq!(k.check(Some(&header("Bearer alpha-key"))), Ok(KeyId(0)));
+        assert_eq!(k.check(Some(&header("Bearer beta"))), Ok(KeyId(1)));
         assert_eq!(k.check(None), Err(Failure::Missing));
         assert_eq!(
             k.check(Some(&header("Basic YWxhZGRpbg=="))),

@@ -8,6 +8,7 @@
 
 mod auth;
 mod handler;
+mod rate_limit;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,7 +52,14 @@ pub fn app(
             Arc::new(LocalSessionManager::default()),
             server_config,
         );
+    // Layers run outermost first: count, authenticate, rate-limit, serve.
     let mut app = axum::Router::new().nest_service(MCP_PATH, service);
+    if let Some(limits) = rate_limit::RateLimits::new(&config.rate_limit)? {
+        app = app.layer(middleware::from_fn_with_state(
+            Arc::new(limits),
+            rate_limit::limit,
+        ));
+    }
     if config.auth_method == AuthMethod::ApiKey {
         let keys = Arc::new(auth::ApiKeys::load(config)?);
         app = app.layer(middleware::from_fn_with_state(keys, auth::require_key));

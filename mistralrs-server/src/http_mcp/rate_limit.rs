@@ -1,0 +1,189 @@
+//! `[http_mcp.rate_limit]`: requests per second for all clients together, per API
+//! key and per client IP, each with a burst (default: one second's worth). A
+//! refused request gets 429 with `Retry-After` (whole seconds, at least 1) and is
+//! counted in `http_mcp_rate_limited_total{scope}`. Limits are checked global
+//! first, then key, then IP; a request refused by one limit does not use up the
+//! others.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+use mistralrs_core::metrics::metrics;
+
+use super::auth::KeyId;
+use crate::config::RateLimitConfig;
+
+/// Forget idle per-IP and per-key state every this many checks.
+const RETAIN_EVERY: u64 = 4096;
+
+/// The configured limiters; `None` where no limit is set.
+pub(super) struct RateLimits {
+    global: Option<DefaultDirectRateLimiter>,
+    per_key: Option<DefaultKeyedRateLimiter<usize>>,
+    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    checks: AtomicU64,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("global", &self.global.is_some())
+            .field("per_key", &self.per_key.is_some())
+            .field("per_ip", &self.per_ip.is_some())
+            .finish()
+    }
+}
+
+fn quota(per_second: f64, burst: Option<u32>) -> anyhow::Result<Quota> {
+    let period = Duration::from_secs_f64(1.0 / per_second);
+    let quota = Quota::with_period(period)
+        .ok_or_else(|| anyhow::anyhow!("rate {per_second}/s is too high"))?;
+    let burst = burst.unwrap_or_else(|| per_second.ceil() as u32).max(1);
+    Ok(quota.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
+}
+
+impl RateLimits {
+    /// Limiters for the configured rates, or `None` when no rate is set.
+    pub(super) fn new(config: &RateLimitConfig) -> anyhow::Result<Option<Self>> {
+        if config.global.is_none() && config.per_key.is_none() && config.per_ip.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            global: config
+                .global
+                .map(|r| quota(r, config.burst).map(DefaultDirectRateLimiter::direct))
+                .transpose()?,
+            per_key: config
+                .per_key
+                .map(|r| quota(r, config.burst).map(DefaultKeyedRateLimiter::keyed))
+                .transpose()?,
+            per_ip: config
+                .per_ip
+                .map(|r| quota(r, config.burst).map(DefaultKeyedRateLimiter::keyed))
+                .transpose()?,
+            checks: AtomicU64::new(0),
+            clock: DefaultClock::default(),
+        }))
+    }
+
+    /// The scope that refuses the request and when to retry, or `None` to let it pass.
+    fn check(&self, key: Option<usize>, ip: Option<IpAddr>) -> Option<(&'static str, Duration)> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % RETAIN_EVERY == RETAIN_EVERY - 1 {
+            self.per_key.iter().for_each(|l| l.retain_recent());
+            self.per_ip.iter().for_each(|l| l.retain_recent());
+        }
+        let now = self.clock.now();
+        if let Some(Err(wait)) = self.global.as_ref().map(|l| l.check()) {
+            return Some(("global", wait.wait_time_from(now)));
+        }
+        if let (Some(limiter), Some(key)) = (&self.per_key, key)
+            && let Err(wait) = limiter.check_key(&key)
+        {
+            return Some(("key", wait.wait_time_from(now)));
+        }
+        if let (Some(limiter), Some(ip)) = (&self.per_ip, ip)
+            && let Err(wait) = limiter.check_key(&ip)
+        {
+            return Some(("ip", wait.wait_time_from(now)));
+        }
+        None
+    }
+}
+
+/// Middleware: 429 with `Retry-After` when a limit is exceeded.
+pub(super) async fn limit(
+    State(limits): State<Arc<RateLimits>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let key = request.extensions().get::<KeyId>().map(|k| k.0);
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    match limits.check(key, ip) {
+        None => next.run(request).await,
+        Some((scope, wait)) => {
+            metrics()
+                .http_mcp_rate_limited
+                .with_label_values(&[scope])
+                .inc();
+            let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let body = axum::Json(
+                serde_json::json!({"error": format!("rate limit ({scope}) exceeded; retry in {retry_after} s")}),
+            );
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(RETRY_AFTER, retry_after.to_string())],
+                body,
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(
+        global: Option<f64>,
+        per_key: Option<f64>,
+        per_ip: Option<f64>,
+        burst: u32,
+    ) -> RateLimits {
+        let config = RateLimitConfig {
+            global,
+            per_key,
+            per_ip,
+            burst: Some(burst),
+        };
+        RateLimits::new(&config).unwrap().unwrap()
+    }
+
+    #[test]
+    fn no_rates_means_no_limiter() {
+        assert!(
+            RateLimits::new(&RateLimitConfig::default())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn each_scope_refuses_past_its_burst() {
+        let ip = Some(IpAddr::from([127, 0, 0, 1]));
+        let l = limits(Some(0.5), None, None, 2);
+        assert!(l.check(None, ip).is_none() && l.check(None, ip).is_none());
+        let (scope, wait) = l.check(None, ip).unwrap();
+        assert_eq!(scope, "global");
+        assert!(
+            wait > Duration::from_millis(500) && wait <= Duration::from_secs(2),
+            "{wait:?}"
+        );
+
+        let l = limits(None, Some(0.5), None, 1);
+        assert!(l.check(Some(0), ip).is_none());
+        assert_eq!(l.check(Some(0), ip).map(|r| r.0), Some("key"));
+        assert!(
+            l.check(Some(1), ip).is_none(),
+            "another key has its own budget"
+        );
+
+        let l = limits(None, None, Some(0.5), 1);
+        assert!(l.check(None, ip).is_none());
+        assert_eq!(l.check(None, ip).map(|r| r.0), Some("ip"));
+        assert!(l.check(None, Some(IpAddr::from([127, 0, 0, 2]))).is_none());
+    }
+}

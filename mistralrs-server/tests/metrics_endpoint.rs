@@ -59,7 +59,17 @@ async fn counters_move_by_what_was_served() {
     )
     .await;
     assert_eq!(status, 404);
-    let (_, after) = scrape(&server).await;
+    // Gauges are published by the engine thread once per step, so the last step's
+    // values can trail the last response by a moment.
+    let idle = r#"mistralrs_num_requests_running{model="demo"}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let after = loop {
+        let (_, samples) = scrape(&server).await;
+        if get(&samples, idle) == 0.0 || std::time::Instant::now() > deadline {
+            break samples;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     let delta = |s: &str| get(&after, s) - get(&before, s);
     let m = r#"{model="demo"}"#;
     assert_eq!(

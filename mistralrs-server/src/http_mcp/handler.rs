@@ -7,14 +7,17 @@
 //! `notifications/cancelled`, or closing a stateless stream) cancels the sequence,
 //! which frees its KV blocks.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use mistralrs_core::Router;
 use mistralrs_core::request::{Completion, Event};
+#[allow(deprecated)]
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-    ServerCapabilities, ServerConfig, Tool,
+    JsonObject, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+    SetLevelRequestParams, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -68,15 +71,41 @@ fn chat_tool() -> Tool {
     )
 }
 
-/// One MCP session's handler (cheap: it only holds the router).
+/// One MCP session's handler: the router and the session's log level.
 #[derive(Debug, Clone)]
 pub(super) struct McpHandler {
     router: Arc<Router>,
+    /// Rank of the least severe level the client wants (`logging/setLevel`);
+    /// `u8::MAX` until it asks, so nothing is sent unasked.
+    log_level: Arc<AtomicU8>,
+}
+
+/// Severity rank of an MCP log level (debug lowest).
+#[allow(deprecated)] // logging is deprecated by SEP-2577 but clients still use it
+fn rank(level: LoggingLevel) -> u8 {
+    level as u8
 }
 
 impl McpHandler {
     pub(super) fn new(router: Arc<Router>) -> Self {
-        Self { router }
+        Self {
+            router,
+            log_level: Arc::new(AtomicU8::new(u8::MAX)),
+        }
+    }
+
+    /// Tells the client, at `info`, how a chat ended, if it asked for such logs.
+    #[allow(deprecated)]
+    async fn log_finished(&self, context: &RequestContext<RoleServer>, result: &CallToolResult) {
+        if rank(LoggingLevel::Info) < self.log_level.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut note = LoggingMessageNotificationParam::new(
+            LoggingLevel::Info,
+            json!({"event": "chat finished", "result": result.structured_content}),
+        );
+        note.logger = Some("mistralrs".into());
+        let _ = context.peer.notify_logging_message(note).await;
     }
 
     /// Runs a chat to the end, streaming progress when asked, stopping when the
@@ -126,7 +155,9 @@ impl McpHandler {
                 }
                 Some(Event::Token(_)) => {}
                 Some(Event::Done(completion)) => {
-                    return Ok(chat_result(engine.info().name.clone(), text, &completion));
+                    let result = chat_result(engine.info().name.clone(), text, &completion);
+                    self.log_finished(&context, &result).await;
+                    return Ok(result);
                 }
                 Some(Event::Error(message)) => return Ok(tool_error(message)),
                 None => return Ok(tool_error("the engine stopped".into())),
@@ -158,7 +189,11 @@ fn chat_result(model: String, text: String, completion: &Completion) -> CallTool
 impl ServerHandler for McpHandler {
     #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_logging()
+            .build();
+        let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("mistralrs-server", env!("CARGO_PKG_VERSION"));
         info
     }
@@ -169,6 +204,16 @@ impl ServerHandler for McpHandler {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         Ok(ListToolsResult::with_all_items(vec![chat_tool()]))
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.log_level.store(rank(request.level), Ordering::Relaxed);
+        Ok(())
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

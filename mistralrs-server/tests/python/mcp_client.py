@@ -16,9 +16,15 @@ CHAT = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 12, "
 async def main(url, key=None):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+    logs = []
+
+    async def on_log(params):
+        logs.append(params)
+
     async with streamable_http_client(url, http_client=http) as (read, write):
-        async with ClientSession(read, write) as session:
+        async with ClientSession(read, write, logging_callback=on_log) as session:
             init = await session.initialize()
+            await session.set_logging_level("info")
             assert init.server_info.name == "mistralrs-server", init
 
             tools = await session.list_tools()
@@ -38,6 +44,8 @@ async def main(url, key=None):
             assert progress, "progress notifications arrived before the result"
             assert "".join(m for _, m in progress) == text, (progress, text)
             assert [v for v, _ in progress] == sorted(v for v, _ in progress), "progress increases"
+
+            assert any(log.data.get("event") == "chat finished" for log in logs), logs
 
             again = await session.call_tool("chat", CHAT)
             assert again.content[0].text == text, "greedy is deterministic"

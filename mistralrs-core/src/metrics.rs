@@ -58,6 +58,11 @@ pub struct Metrics {
     pub http_mcp_auth_failures: IntCounterVec,
     /// `http_mcp_rate_limited_total{scope}`: `global`, `key` or `ip`.
     pub http_mcp_rate_limited: IntCounterVec,
+    /// `http_mcp_active_sessions`: open MCP sessions.
+    pub http_mcp_active_sessions: IntGauge,
+    /// `http_mcp_errors_total{kind}`: MCP requests refused by the server's own
+    /// limits (`too_many_sessions`, `body_too_large`).
+    pub http_mcp_errors: IntCounterVec,
     /// `lock_wait_seconds{lock}`: time spent waiting for contended locks.
     pub lock_wait: HistogramVec,
     /// `lock_hold_seconds{lock}`: time locks are held (sampled).
@@ -179,6 +184,15 @@ impl Metrics {
                 "MCP requests refused with 429, by the limit that refused them.",
                 &["scope"],
             ),
+            http_mcp_active_sessions: IntGauge::with_opts(
+                Opts::new("http_mcp_active_sessions", "Open MCP sessions.").namespace("mistralrs"),
+            )
+            .unwrap_or_else(|e| panic!("metric http_mcp_active_sessions: {e}")),
+            http_mcp_errors: counter(
+                "http_mcp_errors_total",
+                "MCP requests refused by the server's limits, by kind.",
+                &["kind"],
+            ),
             lock_wait: histogram(
                 "lock_wait_seconds",
                 "Time waiting to acquire a lock, recorded only when it was contended.",
@@ -215,6 +229,8 @@ impl Metrics {
             Box::new(m.http_mcp_request_duration.clone()),
             Box::new(m.http_mcp_auth_failures.clone()),
             Box::new(m.http_mcp_rate_limited.clone()),
+            Box::new(m.http_mcp_active_sessions.clone()),
+            Box::new(m.http_mcp_errors.clone()),
         ];
         for c in collectors {
             m.registry

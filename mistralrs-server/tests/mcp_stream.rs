@@ -238,3 +238,62 @@ fn conformance_suite_passes_every_applicable_scenario() {
         );
     }
 }
+
+#[tokio::test]
+async fn session_and_body_limits() {
+    let config = "[http_mcp]\nmax_sessions = 2\n";
+    let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
+    let url = server.mcp.clone().unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let post = |body: String| {
+        reqwest::Client::new()
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(post(init.to_string()).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 503], "the third session is refused");
+    // A 5 MiB body is refused from its Content-Length, before it is sent.
+    let status_line = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let head = format!(
+            "POST /mcp/stream HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n",
+            5 << 20
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0; 256];
+        let n = stream.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(status_line.contains("413"), "{status_line}");
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mistralrs_http_mcp_active_sessions 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"mistralrs_http_mcp_errors_total{kind="too_many_sessions"} 1"#));
+    assert!(metrics.contains(r#"mistralrs_http_mcp_errors_total{kind="body_too_large"} 1"#));
+}

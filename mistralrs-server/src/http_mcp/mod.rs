@@ -9,6 +9,7 @@
 mod auth;
 mod handler;
 mod rate_limit;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,11 @@ pub const MCP_PATH: &str = "/mcp/stream";
 /// vanished client is noticed within seconds.
 const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// Sessions open at once unless `[http_mcp] max_sessions` says otherwise.
+const DEFAULT_MAX_SESSIONS: usize = 1000;
+/// Seconds before an idle session closes unless `session_idle_timeout_secs` says otherwise.
+const DEFAULT_IDLE_SECS: u64 = 600;
+
 /// The MCP port's routes. `shutdown` ends every session and stream when cancelled.
 pub fn app(
     router: Arc<Router>,
@@ -46,14 +52,31 @@ pub fn app(
     if !config.allowed_origins.is_empty() {
         server_config.allowed_origins = config.allowed_origins.clone();
     }
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = Some(Duration::from_secs(
+        config
+            .session_idle_timeout_secs
+            .unwrap_or(DEFAULT_IDLE_SECS),
+    ));
+    let manager = Arc::new(manager);
     let service: StreamableHttpService<McpHandler, LocalSessionManager> =
         StreamableHttpService::new(
             move || Ok(McpHandler::new(Arc::clone(&router))),
-            Arc::new(LocalSessionManager::default()),
+            Arc::clone(&manager),
             server_config,
         );
-    // Layers run outermost first: count, authenticate, rate-limit, serve.
-    let mut app = axum::Router::new().nest_service(MCP_PATH, service);
+    let limits = Arc::new(sessions::SessionLimits {
+        manager,
+        max_sessions: config.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS),
+    });
+    // Layers run outermost first: count, authenticate, rate-limit, session limits, serve.
+    let mut app =
+        axum::Router::new()
+            .nest_service(MCP_PATH, service)
+            .layer(middleware::from_fn_with_state(
+                limits,
+                sessions::limit_sessions,
+            ));
     if let Some(limits) = rate_limit::RateLimits::new(&config.rate_limit)? {
         app = app.layer(middleware::from_fn_with_state(
             Arc::new(limits),

@@ -297,3 +297,147 @@ async fn session_and_body_limits() {
     assert!(metrics.contains(r#"mistralrs_http_mcp_errors_total{kind="too_many_sessions"} 1"#));
     assert!(metrics.contains(r#"mistralrs_http_mcp_errors_total{kind="body_too_large"} 1"#));
 }
+
+/// 2026-07-28: stateless POSTs with the protocol in `_meta`, `server/discover`,
+/// headers checked against the body, and closing the stream cancels the call.
+#[tokio::test]
+async fn stateless_2026_07_28_requests() {
+    let server = Server::start(&["--http-mcp-port", "0"]);
+    let url = server.mcp.clone().unwrap();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    let request = |id: u64,
+                   method: &str,
+                   header_method: &str,
+                   mut params: serde_json::Value,
+                   name: Option<&str>| {
+        // The protocol fields join any `_meta` the request already has.
+        let mut full_meta = meta.clone();
+        if let Some(extra) = params["_meta"].as_object() {
+            full_meta.as_object_mut().unwrap().extend(extra.clone());
+        }
+        params["_meta"] = full_meta;
+        let mut req = reqwest::Client::new()
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", header_method)
+            .json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        if let Some(name) = name {
+            req = req.header("mcp-name", name);
+        }
+        req.send()
+    };
+    let data = |body: &str| -> Vec<serde_json::Value> {
+        common::sse_data(body)
+            .iter()
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect()
+    };
+
+    let discover = request(1, "server/discover", "server/discover", json!({}), None)
+        .await
+        .unwrap();
+    assert_eq!(discover.status(), 200);
+    assert!(
+        !discover.headers().contains_key("mcp-session-id"),
+        "no sessions at 2026-07-28"
+    );
+    let result = &data(&discover.text().await.unwrap())[0]["result"];
+    assert!(
+        result["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28")),
+        "{result}"
+    );
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "mistralrs-server"
+    );
+
+    let list = request(2, "tools/list", "tools/list", json!({}), None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tools = &data(&list)[0]["result"];
+    assert_eq!(tools["tools"][0]["name"], "chat");
+    assert!(
+        tools["ttlMs"].is_number() && tools["cacheScope"].is_string(),
+        "{tools}"
+    );
+
+    let mismatch = request(3, "tools/list", "tools/call", json!({}), None)
+        .await
+        .unwrap();
+    assert_eq!(mismatch.status(), 400);
+    assert!(mismatch.text().await.unwrap().contains("does not match"));
+
+    // Progress before the result, on the request's own stream.
+    let args = json!({"name": "chat", "arguments": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "ignore_eos": true},
+        "_meta": {"progressToken": "p1"}});
+    let call = request(4, "tools/call", "tools/call", args, Some("chat"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = data(&call);
+    let last = events.last().unwrap();
+    assert_eq!(
+        last["result"]["structuredContent"]["usage"]["completion_tokens"], 8,
+        "{last}"
+    );
+    let progress: String = events
+        .iter()
+        .filter(|e| e["method"] == "notifications/progress")
+        .map(|e| e["params"]["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        progress,
+        last["result"]["structuredContent"]["text"]
+            .as_str()
+            .unwrap()
+    );
+
+    // Closing the stream of a long call cancels it and frees its blocks.
+    let long = json!({"name": "chat", "arguments": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 900, "ignore_eos": true},
+        "_meta": {"progressToken": "p2"}});
+    let resp = request(5, "tools/call", "tools/call", long, Some("chat"))
+        .await
+        .unwrap();
+    let mut body = futures_util::StreamExt::boxed(resp.bytes_stream());
+    futures_util::StreamExt::next(&mut body)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(body);
+    server.wait_all_blocks_free().await;
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let generated: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"mistralrs_generation_tokens_total{model="demo"} "#))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        generated < 8.0 + 900.0,
+        "the closed call stopped early ({generated} tokens in all)"
+    );
+
+    let unsupported = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "1999-01-01")
+        .json(&json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsupported.status(), 400);
+}

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub http_mcp_auth_failures: IntCounterVec,
     /// `http_mcp_rate_limited_total{scope}`: `global`, `key` or `ip`.
     pub http_mcp_rate_limited: IntCounterVec,
+    /// `http_mcp_active_connections`: MCP requests in flight, open SSE streams included.
+    pub http_mcp_active_connections: IntGauge,
     /// `http_mcp_active_sessions`: open MCP sessions.
     pub http_mcp_active_sessions: IntGauge,
     /// `http_mcp_errors_total{kind}`: MCP requests refused by the server's own
@@ -184,6 +186,14 @@ impl Metrics {
                 "MCP requests refused with 429, by the limit that refused them.",
                 &["scope"],
             ),
+            http_mcp_active_connections: IntGauge::with_opts(
+                Opts::new(
+                    "http_mcp_active_connections",
+                    "MCP requests in flight, open SSE streams included.",
+                )
+                .namespace("mistralrs"),
+            )
+            .unwrap_or_else(|e| panic!("metric http_mcp_active_connections: {e}")),
             http_mcp_active_sessions: IntGauge::with_opts(
                 Opts::new("http_mcp_active_sessions", "Open MCP sessions.").namespace("mistralrs"),
             )
@@ -230,6 +240,7 @@ impl Metrics {
             Box::new(m.http_mcp_auth_failures.clone()),
             Box::new(m.http_mcp_rate_limited.clone()),
             Box::new(m.http_mcp_active_sessions.clone()),
+            Box::new(m.http_mcp_active_connections.clone()),
             Box::new(m.http_mcp_errors.clone()),
         ];
         for c in collectors {

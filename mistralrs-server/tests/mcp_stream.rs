@@ -441,3 +441,92 @@ async fn stateless_2026_07_28_requests() {
         .unwrap();
     assert_eq!(unsupported.status(), 400);
 }
+
+#[tokio::test]
+async fn origin_content_type_accept_and_method_checks() {
+    let config = "[http_mcp]\nallowed_origins = [\"http://localhost:3000\"]\n";
+    let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
+    let url = server.mcp.clone().unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
+    .to_string();
+    let send = |origin: Option<&'static str>, content_type: &'static str, accept: &'static str| {
+        let mut req = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", content_type)
+            .header("accept", accept)
+            .body(init.clone());
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        req.send()
+    };
+    let both = "application/json, text/event-stream";
+    let cases = [
+        (Some("http://localhost:3000"), "application/json", both, 200),
+        (
+            Some("http://evil.example.com"),
+            "application/json",
+            both,
+            403,
+        ),
+        (None, "application/json", both, 200),
+        (None, "text/plain", both, 415),
+        (None, "application/json", "text/html", 406),
+    ];
+    for (origin, content_type, accept, want) in cases {
+        let status = send(origin, content_type, accept).await.unwrap().status();
+        assert_eq!(
+            status, want,
+            "origin {origin:?}, content-type {content_type}, accept {accept}"
+        );
+    }
+    let put = reqwest::Client::new().put(&url).send().await.unwrap();
+    assert_eq!(put.status(), 405);
+}
+
+#[tokio::test]
+async fn open_streams_show_as_active_connections() {
+    let server = Server::start(&["--http-mcp-port", "0"]);
+    let url = server.mcp.clone().unwrap();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {},
+        "progressToken": "p"});
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"_meta": meta, "name": "chat",
+        "arguments": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 900, "ignore_eos": true}}});
+    let gauge = || async {
+        let text = reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("mistralrs_http_mcp_active_connections "))
+            .map_or(0.0, |v| v.parse::<f64>().unwrap())
+    };
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "chat")
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    let mut body = futures_util::StreamExt::boxed(resp.bytes_stream());
+    futures_util::StreamExt::next(&mut body)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gauge().await, 1.0, "the open stream counts");
+    drop(body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gauge().await != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed stream still counts"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

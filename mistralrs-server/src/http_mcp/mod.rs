@@ -14,10 +14,12 @@ mod sessions;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use futures_util::StreamExt;
 use mistralrs_core::metrics::metrics;
 
 use mistralrs_core::Router;
@@ -91,7 +93,25 @@ pub fn app(
     Ok(app.layer(middleware::from_fn(count_requests)))
 }
 
-/// `http_mcp_requests_total{method,status}` and the time to the response head.
+/// Decrements `http_mcp_active_connections` when the response body it rides
+/// with is dropped (finished, or the client went away).
+struct ActiveConnection;
+
+impl ActiveConnection {
+    fn open() -> Self {
+        metrics().http_mcp_active_connections.inc();
+        Self
+    }
+}
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        metrics().http_mcp_active_connections.dec();
+    }
+}
+
+/// `http_mcp_requests_total{method,status}`, the time to the response head, and
+/// the requests in flight until their body (an SSE stream, maybe) ends.
 async fn count_requests(request: Request, next: Next) -> Response {
     let method = match *request.method() {
         Method::POST => "POST",
@@ -99,6 +119,7 @@ async fn count_requests(request: Request, next: Next) -> Response {
         Method::DELETE => "DELETE",
         _ => "other",
     };
+    let active = ActiveConnection::open();
     let started = Instant::now();
     let response = next.run(request).await;
     let m = metrics();
@@ -108,5 +129,11 @@ async fn count_requests(request: Request, next: Next) -> Response {
     m.http_mcp_requests
         .with_label_values(&[method, response.status().as_str()])
         .inc();
-    response
+    response.map(|body| {
+        let stream = body.into_data_stream().map(move |chunk| {
+            let _held = &active;
+            chunk
+        });
+        Body::from_stream(stream)
+    })
 }

@@ -12,7 +12,7 @@ fn python_sdk_lists_and_calls_chat_with_progress() {
     let server = Server::start(&["--http-mcp-port", "0"]);
     let url = server.mcp.clone().expect("MCP endpoint line");
     assert!(url.ends_with("/mcp/stream"), "{url}");
-    let stdout = common::run_python("mcp_client.py", &[&url]);
+    let stdout = common::run_python("mcp_client.py", &[&url, &server.base]);
     assert!(stdout.contains("mcp client: ok"), "{stdout}");
 }
 
@@ -139,7 +139,7 @@ async fn api_keys_are_required_and_failures_counted_by_reason() {
 fn python_sdk_with_an_api_key() {
     let server = Server::start(&["--http-mcp-port", "0", "--http-mcp-auth-key", "secret-key"]);
     let url = server.mcp.clone().unwrap();
-    let stdout = common::run_python("mcp_client.py", &[&url, "secret-key"]);
+    let stdout = common::run_python("mcp_client.py", &[&url, &server.base, "secret-key"]);
     assert!(stdout.contains("mcp client: ok"), "{stdout}");
 }
 
@@ -529,4 +529,35 @@ async fn open_streams_show_as_active_connections() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// SIGTERM while an MCP call streams: the call finishes, then the server exits 0.
+#[tokio::test]
+async fn shutdown_lets_an_mcp_call_finish() {
+    let mut server = Server::start(&["--http-mcp-port", "0"]);
+    let url = server.mcp.clone().unwrap();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {},
+        "progressToken": "p"});
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"_meta": meta, "name": "chat",
+        "arguments": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 300, "ignore_eos": true}}});
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "chat")
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    server.terminate();
+    let body = resp.text().await.unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(common::sse_data(&body).last().unwrap()).unwrap();
+    assert_eq!(
+        last["result"]["structuredContent"]["usage"]["completion_tokens"], 300,
+        "{last}"
+    );
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
 }

@@ -1,6 +1,6 @@
 """Drives /mcp/stream with the official Python MCP SDK (`mcp`).
 
-Usage: python mcp_client.py <url of /mcp/stream> [api key]
+Usage: python mcp_client.py <url of /mcp/stream> <server base url> [api key]
 Exits non-zero on the first mismatch; prints the negotiated protocol version.
 """
 import sys
@@ -13,7 +13,18 @@ from mcp.client.streamable_http import streamable_http_client
 CHAT = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 12, "temperature": 0}
 
 
-async def main(url, key=None):
+async def wait_blocks_free(base):
+    """Polls /health (bounded) until the engine is idle with every block free."""
+    async with httpx2.AsyncClient() as http:
+        for _ in range(500):
+            model = (await http.get(f"{base}/health")).json()["models"][0]
+            if model["running"] == 0 and model["kv_cache_blocks_free"] == model["kv_cache_blocks_total"]:
+                return
+            await anyio.sleep(0.02)
+    raise AssertionError(f"KV blocks not freed: {model}")
+
+
+async def main(url, base, key=None):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
     logs = []
@@ -53,6 +64,29 @@ async def main(url, key=None):
             unknown = await session.call_tool("chat", dict(CHAT, model="nope"))
             assert unknown.is_error and "nope" in unknown.content[0].text, unknown
 
+            # Cancel a long call after its first progress event: leaving the cancel
+            # scope makes the SDK send notifications/cancelled.
+            started = anyio.Event()
+
+            async def first_progress(value, total, message):
+                started.set()
+
+            long = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 900, "ignore_eos": True}
+            async with anyio.create_task_group() as tg:
+                async def long_call():
+                    await session.call_tool("chat", long, progress_callback=first_progress)
+                    raise AssertionError("the long call was not cancelled")
+
+                tg.start_soon(long_call)
+                await started.wait()
+                tg.cancel_scope.cancel()
+            await wait_blocks_free(base)
+            async with httpx2.AsyncClient() as http:
+                metrics = (await http.get(f"{base}/metrics")).text
+            generated = next(float(line.split()[-1]) for line in metrics.splitlines()
+                             if line.startswith('mistralrs_generation_tokens_total{model="demo"}'))
+            assert generated < 12 + 12 + 900, f"the cancelled call ran on ({generated} tokens in all)"
+
             too_long = await session.call_tool("chat", {"messages": [{"role": "user", "content": "word " * 1500}]})
             assert too_long.is_error and "context length" in too_long.content[0].text, too_long
 
@@ -60,4 +94,4 @@ async def main(url, key=None):
 
 
 if __name__ == "__main__":
-    anyio.run(main, *sys.argv[1:3])
+    anyio.run(main, *sys.argv[1:4])

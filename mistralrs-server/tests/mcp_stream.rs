@@ -440,6 +440,15 @@ async fn stateless_2026_07_28_requests() {
         .await
         .unwrap();
     assert_eq!(unsupported.status(), 400);
+    let error: serde_json::Value = unsupported.json().await.unwrap();
+    assert_eq!(error["error"]["code"], -32022, "{error}");
+    assert_eq!(error["error"]["data"]["requested"], "1999-01-01");
+    assert!(
+        error["error"]["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28"))
+    );
 }
 
 #[tokio::test]
@@ -560,4 +569,114 @@ async fn shutdown_lets_an_mcp_call_finish() {
     );
     let status = server.child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
+}
+
+/// Events of an SSE body as (id, data) pairs.
+fn sse_events(body: &str) -> Vec<(String, String)> {
+    body.split("\n\n")
+        .filter_map(|event| {
+            let id = event.lines().find_map(|l| l.strip_prefix("id: "))?;
+            let data = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap_or_default();
+            Some((id.to_owned(), data.to_owned()))
+        })
+        .collect()
+}
+
+/// A client that loses a call's stream reconnects with `Last-Event-ID` and gets
+/// the rest: no progress lost, the result delivered.
+#[tokio::test]
+async fn a_lost_stream_resumes_with_last_event_id() {
+    use futures_util::StreamExt;
+    let server = Server::start(&["--http-mcp-port", "0"]);
+    let url = server.mcp.clone().unwrap();
+    let client = reqwest::Client::new();
+    let post = |session: Option<&str>, body: serde_json::Value| {
+        let mut req = client
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body);
+        if let Some(session) = session {
+            req = req.header("mcp-session-id", session);
+        }
+        req.send()
+    };
+    let init = post(None, json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}))
+    .await
+    .unwrap();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    post(
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await
+    .unwrap();
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"_meta": {"progressToken": "t"},
+        "name": "chat", "arguments": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 200,
+        "ignore_eos": true, "temperature": 0}}});
+    let mut stream = post(Some(&session), call).await.unwrap().bytes_stream();
+    let mut first = String::new();
+    while sse_events(&first).len() < 20 {
+        first.push_str(&String::from_utf8_lossy(
+            &stream.next().await.unwrap().unwrap(),
+        ));
+    }
+    drop(stream); // the connection is lost mid-call
+    let seen = sse_events(&first);
+    let last_id = seen.last().unwrap().0.clone();
+    let rest = client
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 200);
+    let mut body = rest.bytes_stream();
+    let mut second = String::new();
+    while !second.contains("\"result\"") {
+        second.push_str(&String::from_utf8_lossy(
+            &body
+                .next()
+                .await
+                .expect("resumed stream ended early")
+                .unwrap(),
+        ));
+    }
+    let mut events = seen.clone();
+    for event in sse_events(&second) {
+        if !events.iter().any(|(id, _)| *id == event.0) {
+            events.push(event);
+        }
+    }
+    let messages: Vec<serde_json::Value> = events
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str(d).ok())
+        .collect();
+    let result = messages.iter().find(|m| m["id"] == 2).expect("the result");
+    assert_eq!(
+        result["result"]["structuredContent"]["usage"]["completion_tokens"],
+        200
+    );
+    let progress: String = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .filter_map(|m| m["params"]["message"].as_str())
+        .collect();
+    assert_eq!(
+        progress,
+        result["result"]["structuredContent"]["text"]
+            .as_str()
+            .unwrap(),
+        "no progress lost"
+    );
 }

@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::Method;
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use mistralrs_core::metrics::metrics;
+use rmcp::model::{ErrorCode, ProtocolVersion};
 
 use mistralrs_core::Router;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -71,14 +73,15 @@ pub fn app(
         manager,
         max_sessions: config.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS),
     });
-    // Layers run outermost first: count, authenticate, rate-limit, session limits, serve.
-    let mut app =
-        axum::Router::new()
-            .nest_service(MCP_PATH, service)
-            .layer(middleware::from_fn_with_state(
-                limits,
-                sessions::limit_sessions,
-            ));
+    // Layers run outermost first: count, authenticate, rate-limit, session limits,
+    // protocol version, serve.
+    let mut app = axum::Router::new()
+        .nest_service(MCP_PATH, service)
+        .layer(middleware::from_fn(check_protocol_version))
+        .layer(middleware::from_fn_with_state(
+            limits,
+            sessions::limit_sessions,
+        ));
     if let Some(limits) = rate_limit::RateLimits::new(&config.rate_limit)? {
         app = app.layer(middleware::from_fn_with_state(
             Arc::new(limits),
@@ -91,6 +94,41 @@ pub fn app(
     }
     // Outermost, so refused requests are counted too.
     Ok(app.layer(middleware::from_fn(count_requests)))
+}
+
+/// 400 with the JSON-RPC error the 2026-07-28 revision names
+/// (UnsupportedProtocolVersion, -32022, with the requested and supported
+/// versions) for an `MCP-Protocol-Version` header this server does not speak,
+/// so a client can retry with one it does. rmcp alone answers such requests
+/// with a plain-text 400.
+async fn check_protocol_version(request: Request, next: Next) -> Response {
+    let requested = request
+        .headers()
+        .get("mcp-protocol-version")
+        .map(|v| v.to_str().unwrap_or("").to_owned());
+    match requested {
+        Some(version)
+            if !ProtocolVersion::KNOWN_VERSIONS
+                .iter()
+                .any(|known| known.as_str() == version) =>
+        {
+            let supported: Vec<&str> = ProtocolVersion::KNOWN_VERSIONS
+                .iter()
+                .map(ProtocolVersion::as_str)
+                .collect();
+            let body = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": {
+                    "code": ErrorCode::UNSUPPORTED_PROTOCOL_VERSION.0,
+                    "message": "Unsupported protocol version",
+                    "data": {"requested": version, "supported": supported},
+                },
+            });
+            (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// Decrements `http_mcp_active_connections` when the response body it rides

@@ -338,6 +338,11 @@ async fn stateless_2026_07_28_requests() {
         .await
         .unwrap();
     assert_eq!(discover.status(), 200);
+    assert_eq!(
+        discover.headers()["x-accel-buffering"],
+        "no",
+        "proxies must not buffer the stream"
+    );
     assert!(
         !discover.headers().contains_key("mcp-session-id"),
         "no sessions at 2026-07-28"
@@ -678,5 +683,54 @@ async fn a_lost_stream_resumes_with_last_event_id() {
             .as_str()
             .unwrap(),
         "no progress lost"
+    );
+}
+
+#[tokio::test]
+async fn idle_sessions_expire() {
+    let config = "[http_mcp]\nsession_idle_timeout_secs = 1\n";
+    let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
+    let url = server.mcp.clone().unwrap();
+    let client = reqwest::Client::new();
+    let send = |session: Option<&str>, body: serde_json::Value| {
+        let mut req = client
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body);
+        if let Some(session) = session {
+            req = req.header("mcp-session-id", session);
+        }
+        req.send()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let resp = send(None, init).await.unwrap();
+    let session = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    send(
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await
+    .unwrap();
+    let ping = |id: u64| {
+        send(
+            Some(&session),
+            json!({"jsonrpc": "2.0", "id": id, "method": "ping"}),
+        )
+    };
+    assert_eq!(
+        ping(2).await.unwrap().status(),
+        200,
+        "a fresh session answers"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        ping(3).await.unwrap().status(),
+        404,
+        "the idle session is gone"
     );
 }

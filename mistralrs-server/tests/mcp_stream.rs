@@ -25,6 +25,23 @@ fn stateless_chat(max_tokens: usize) -> Value {
         "arguments": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": max_tokens, "ignore_eos": true}}})
 }
 
+/// POSTs `body` at 2025-06-18, in `session` when given.
+async fn post_at_2025(
+    url: &str,
+    session: Option<&str>,
+    body: Value,
+) -> reqwest::Result<reqwest::Response> {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&body);
+    if let Some(session) = session {
+        req = req.header("mcp-session-id", session);
+    }
+    req.send().await
+}
+
 /// POSTs a stateless `tools/call` of `chat` with the headers that must match it.
 async fn post_stateless(url: &str, call: &Value) -> reqwest::Response {
     reqwest::Client::new()
@@ -600,23 +617,13 @@ async fn a_lost_stream_resumes_with_last_event_id() {
     let server = Server::start(&["--http-mcp-port", "0"]);
     let url = server.mcp.clone().unwrap();
     let client = reqwest::Client::new();
-    let post = |session: Option<&str>, body: serde_json::Value| {
-        let mut req = client
-            .post(&url)
-            .header("accept", ACCEPT_BOTH)
-            .header("mcp-protocol-version", "2025-06-18")
-            .json(&body);
-        if let Some(session) = session {
-            req = req.header("mcp-session-id", session);
-        }
-        req.send()
-    };
-    let init = post(None, initialize()).await.unwrap();
+    let init = post_at_2025(&url, None, initialize()).await.unwrap();
     let session = init.headers()["mcp-session-id"]
         .to_str()
         .unwrap()
         .to_owned();
-    post(
+    post_at_2025(
+        &url,
         Some(&session),
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
     )
@@ -625,7 +632,10 @@ async fn a_lost_stream_resumes_with_last_event_id() {
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"_meta": {"progressToken": "t"},
         "name": "chat", "arguments": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 200,
         "ignore_eos": true, "temperature": 0}}});
-    let mut stream = post(Some(&session), call).await.unwrap().bytes_stream();
+    let mut stream = post_at_2025(&url, Some(&session), call)
+        .await
+        .unwrap()
+        .bytes_stream();
     let mut first = String::new();
     while sse_events(&first).len() < 20 {
         first.push_str(&String::from_utf8_lossy(
@@ -690,32 +700,22 @@ async fn idle_sessions_expire() {
     let config = "[http_mcp]\nsession_idle_timeout_secs = 1\n";
     let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
     let url = server.mcp.clone().unwrap();
-    let client = reqwest::Client::new();
-    let send = |session: Option<&str>, body: serde_json::Value| {
-        let mut req = client
-            .post(&url)
-            .header("accept", ACCEPT_BOTH)
-            .header("mcp-protocol-version", "2025-06-18")
-            .json(&body);
-        if let Some(session) = session {
-            req = req.header("mcp-session-id", session);
-        }
-        req.send()
-    };
     let init = initialize();
-    let resp = send(None, init).await.unwrap();
+    let resp = post_at_2025(&url, None, init).await.unwrap();
     let session = resp.headers()["mcp-session-id"]
         .to_str()
         .unwrap()
         .to_owned();
-    send(
+    post_at_2025(
+        &url,
         Some(&session),
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
     )
     .await
     .unwrap();
     let ping = |id: u64| {
-        send(
+        post_at_2025(
+            &url,
             Some(&session),
             json!({"jsonrpc": "2.0", "id": id, "method": "ping"}),
         )

@@ -16,7 +16,7 @@ mod block_manager;
 mod error;
 mod kv_cache;
 
-pub use attention::paged_attention;
+pub use attention::{paged_attention, paged_attention_decode};
 pub use block_manager::{BlockCopy, BlockId, BlockManager, BlockStats, SeqId};
 pub use error::{Error, Result};
 pub use kv_cache::{KvCache, KvCacheShape};

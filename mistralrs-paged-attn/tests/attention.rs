@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use candle_core::{D, DType, Device, Tensor};
-use mistralrs_paged_attn::{BlockManager, KvCache, KvCacheShape, paged_attention};
+use mistralrs_paged_attn::{
+    BlockManager, KvCache, KvCacheShape, paged_attention, paged_attention_decode,
+};
 
 /// Plain causal attention with grouped heads: q `[n, h, d]`, k/v `[ctx, kvh, d]`.
 fn reference(
@@ -137,5 +139,71 @@ fn copy_blocks_duplicates_every_layer() {
             vc.narrow(0, 6, 2).unwrap().to_vec2::<f32>().unwrap(),
             (&k * 2.).unwrap().to_vec2::<f32>().unwrap()
         );
+    }
+}
+
+#[test]
+fn batched_decode_matches_per_sequence_attention() {
+    let dev = Device::Cpu;
+    let (heads, kvh, d, bs) = (4, 2, 8, 4);
+    let shape = KvCacheShape {
+        num_layers: 1,
+        num_blocks: 16,
+        block_size: bs,
+        kv_heads: kvh,
+        head_dim: d,
+    };
+    let cache = KvCache::new(shape, DType::F32, &dev).unwrap();
+    let mut blocks = BlockManager::new(16, bs);
+    let lens = [3usize, 9, 6];
+    let mut all_slots = Vec::new();
+    for (i, &len) in lens.iter().enumerate() {
+        blocks.allocate(i as u64, &vec![0; len]).unwrap();
+        let slots = blocks.slots(i as u64, 0, len).unwrap();
+        let k = Tensor::randn(0f32, 1., (len, kvh, d), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1., (len, kvh, d), &dev).unwrap();
+        cache
+            .write(0, &Tensor::new(slots.as_slice(), &dev).unwrap(), &k, &v)
+            .unwrap();
+        all_slots.push(slots);
+    }
+    let (kc, vc) = cache.layer(0);
+    let max_ctx = *lens.iter().max().unwrap();
+    let padded: Vec<u32> = all_slots
+        .iter()
+        .flat_map(|s| {
+            s.iter()
+                .copied()
+                .chain(std::iter::repeat(s[0]))
+                .take(max_ctx)
+        })
+        .collect();
+    let padded = Tensor::new(padded, &dev).unwrap();
+    let q = Tensor::randn(0f32, 1., (lens.len(), heads, d), &dev).unwrap();
+    let scale = 1.0 / (d as f64).sqrt();
+    for window in [None, Some(4)] {
+        let batched = paged_attention_decode(&q, kc, vc, &padded, &lens, scale, window).unwrap();
+        for (i, &len) in lens.iter().enumerate() {
+            let slots = Tensor::new(all_slots[i].as_slice(), &dev).unwrap();
+            let one = paged_attention(
+                &q.narrow(0, i, 1).unwrap(),
+                kc,
+                vc,
+                &slots,
+                len - 1,
+                scale,
+                window,
+            )
+            .unwrap();
+            let err = (batched.narrow(0, i, 1).unwrap() - one)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(err < 1e-5, "sequence {i}, window {window:?}: {err}");
+        }
     }
 }

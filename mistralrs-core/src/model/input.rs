@@ -31,6 +31,58 @@ pub(crate) struct SeqSpan {
     pub(crate) context_slots: Tensor,
 }
 
+/// The decode-only sequences of a batch (one new token each), whose attention
+/// runs as one padded batch.
+#[derive(Debug, Clone)]
+pub(crate) struct DecodeBatch {
+    /// Indices into `spans` of the sequences in the batch.
+    pub(crate) spans: Vec<usize>,
+    /// Rows of the flat batch holding their tokens.
+    pub(crate) rows: Tensor,
+    /// Context slots, each sequence padded to the longest: `[n * max_ctx]`.
+    pub(crate) slots: Tensor,
+    /// Context length of each.
+    pub(crate) context_lens: Vec<usize>,
+}
+
+impl DecodeBatch {
+    /// Batches the single-token chunks, when there are at least two.
+    fn new(chunks: &[SeqChunk<'_>], offsets: &[usize], device: &Device) -> Result<Option<Self>> {
+        let spans: Vec<usize> = (0..chunks.len())
+            .filter(|&i| chunks[i].tokens.len() == 1)
+            .collect();
+        if spans.len() < 2 {
+            return Ok(None);
+        }
+        let max_ctx = spans
+            .iter()
+            .map(|&i| chunks[i].context_slots.len())
+            .max()
+            .unwrap_or(0);
+        let mut slots = Vec::with_capacity(spans.len() * max_ctx);
+        for &i in &spans {
+            let own = chunks[i].context_slots;
+            let pad = own.first().copied().unwrap_or(0);
+            slots.extend(
+                own.iter()
+                    .copied()
+                    .chain(std::iter::repeat(pad))
+                    .take(max_ctx),
+            );
+        }
+        let rows: Vec<u32> = spans.iter().map(|&i| offsets[i] as u32).collect();
+        Ok(Some(Self {
+            context_lens: spans
+                .iter()
+                .map(|&i| chunks[i].context_slots.len())
+                .collect(),
+            rows: Tensor::new(rows, device)?,
+            slots: Tensor::new(slots, device)?,
+            spans,
+        }))
+    }
+}
+
 /// Tensors for one forward pass.
 #[derive(Debug, Clone)]
 pub struct BatchInput {
@@ -40,6 +92,8 @@ pub struct BatchInput {
     pub(crate) spans: Vec<SeqSpan>,
     /// Rows of the flat batch whose logits are wanted, in chunk order.
     pub(crate) logit_rows: Tensor,
+    /// The single-token sequences, attended to together.
+    pub(crate) decode: Option<DecodeBatch>,
 }
 
 impl BatchInput {
@@ -63,7 +117,9 @@ impl BatchInput {
                 rows.push((offset + n - 1) as u32);
             }
         }
+        let offsets: Vec<usize> = spans.iter().map(|s: &SeqSpan| s.offset).collect();
         Ok(Self {
+            decode: DecodeBatch::new(chunks, &offsets, device)?,
             tokens: Tensor::new(tokens, device)?,
             positions: Tensor::new(positions, device)?,
             new_slots: Tensor::new(new_slots, device)?,

@@ -5,7 +5,7 @@
 
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
-use mistralrs_paged_attn::{KvCache, KvCacheShape, paged_attention};
+use mistralrs_paged_attn::{KvCache, KvCacheShape, paged_attention, paged_attention_decode};
 
 use super::config::ModelConfig;
 use super::input::BatchInput;
@@ -68,20 +68,40 @@ impl Attention {
         cache.write(layer, &input.new_slots, &k, &v)?;
         let (k_cache, v_cache) = cache.layer(layer);
         let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let mut outputs: Vec<Option<Tensor>> = vec![None; input.spans.len()];
+        if let Some(batch) = &input.decode {
+            let q = q.index_select(&batch.rows, 0)?;
+            let out = paged_attention_decode(
+                &q,
+                k_cache,
+                v_cache,
+                &batch.slots,
+                &batch.context_lens,
+                scale,
+                self.window,
+            )?;
+            for (k, &span) in batch.spans.iter().enumerate() {
+                outputs[span] = Some(out.narrow(0, k, 1)?);
+            }
+        }
         let outputs = input
             .spans
             .iter()
-            .map(|span| {
-                let q = q.narrow(0, span.offset, span.len)?;
-                Ok(paged_attention(
-                    &q,
-                    k_cache,
-                    v_cache,
-                    &span.context_slots,
-                    span.first_pos,
-                    scale,
-                    self.window,
-                )?)
+            .zip(outputs)
+            .map(|(span, done)| match done {
+                Some(out) => Ok(out),
+                None => {
+                    let q = q.narrow(0, span.offset, span.len)?;
+                    Ok(paged_attention(
+                        &q,
+                        k_cache,
+                        v_cache,
+                        &span.context_slots,
+                        span.first_pos,
+                        scale,
+                        self.window,
+                    )?)
+                }
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(self.o_proj.forward(&Tensor::cat(&outputs, 0)?)?)

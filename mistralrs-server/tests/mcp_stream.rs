@@ -706,7 +706,7 @@ async fn a_lost_stream_resumes_with_last_event_id() {
 #[tokio::test]
 async fn idle_sessions_expire() {
     let config = "[http_mcp]\nsession_idle_timeout_secs = 1\n";
-    let (server, url) = mcp_server(Some(config));
+    let (_server, url) = mcp_server(Some(config));
     let init = initialize();
     let resp = post_at_2025(&url, None, init).await.unwrap();
     let session = resp.headers()["mcp-session-id"]

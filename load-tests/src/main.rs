@@ -3,10 +3,15 @@
 //! Every scenario runs a bounded number of clients for a bounded time and prints a
 //! JSON summary on stdout (and writes it with `--out`).
 
+mod mcp_forward;
 mod openai_stream;
 mod stats;
 
+use std::path::Path;
+
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use serde::Serialize;
 
 /// Load scenarios for mistralrs-server.
 #[derive(Debug, Parser)]
@@ -21,11 +26,38 @@ enum Scenario {
     /// N concurrent streaming chat clients; TTFT and inter-token latency are timed
     /// per SSE event.
     OpenaiStream(openai_stream::Args),
+    /// The same MCP tool call through several endpoints (an upstream directly,
+    /// this server's /mcp/stream, peer gateways), alternating, in one run.
+    McpForward(mcp_forward::Args),
+}
+
+/// Refuses any URL whose host is not a loopback address: load stays on this machine.
+fn require_loopback(url: &str) -> anyhow::Result<()> {
+    let host = reqwest::Url::parse(url)
+        .with_context(|| format!("URL {url}"))?
+        .host_str()
+        .unwrap_or_default()
+        .to_owned();
+    if !["127.0.0.1", "localhost", "[::1]"].contains(&host.as_str()) {
+        bail!("load is only sent to loopback, not {host}");
+    }
+    Ok(())
+}
+
+/// Prints the summary as JSON, and writes it to `out` when given.
+fn emit(summary: &impl Serialize, out: Option<&Path>) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(summary)?;
+    println!("{text}");
+    if let Some(out) = out {
+        std::fs::write(out, text + "\n").with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::OpenaiStream(args) => openai_stream::run(args).await,
+        Scenario::McpForward(args) => mcp_forward::run(args).await,
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::json;
@@ -65,13 +65,7 @@ struct ClientLog {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let host = reqwest::Url::parse(&args.url)?
-        .host_str()
-        .unwrap_or_default()
-        .to_owned();
-    if !["127.0.0.1", "localhost", "[::1]"].contains(&host.as_str()) {
-        bail!("load is only sent to loopback, not {host}");
-    }
+    crate::require_loopback(&args.url)?;
     if args.clients == 0 || args.clients > 256 || args.seconds == 0 || args.seconds > 600 {
         bail!("--clients must be 1-256 and --seconds 1-600");
     }
@@ -112,12 +106,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         lock_wait_us,
         lock_contentions,
     };
-    let text = serde_json::to_string_pretty(&summary)?;
-    println!("{text}");
-    if let Some(out) = args.out {
-        std::fs::write(&out, text + "\n").with_context(|| format!("writing {}", out.display()))?;
-    }
-    Ok(())
+    crate::emit(&summary, args.out.as_deref())
 }
 
 async fn client_loop(

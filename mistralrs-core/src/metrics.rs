@@ -71,6 +71,23 @@ pub struct Metrics {
     pub lock_hold: HistogramVec,
     /// `lock_contended_total{lock}`: acquisitions that had to wait.
     pub lock_contended: IntCounterVec,
+    /// `tool_calls_total{namespace,tool,outcome}`: forwarded tool calls by
+    /// `ok`, `tool_error` (the upstream's error result), `error` or `cached`.
+    /// Only tools an upstream listed become labels.
+    pub tool_calls: IntCounterVec,
+    /// `tool_forwarded_duration_seconds{namespace}`: time of a call forwarded
+    /// upstream, from sending to the answer (cache hits excluded).
+    pub tool_forwarded_duration: HistogramVec,
+    /// `tool_cache_hits_total{namespace}`: calls answered from the cache.
+    pub tool_cache_hits: IntCounterVec,
+    /// `tool_cache_misses_total{namespace}`: cacheable calls not in the cache.
+    pub tool_cache_misses: IntCounterVec,
+    /// `tool_errors_total{namespace,kind}`: failed forwarded calls by kind
+    /// (`unknown_tool`, `denied`, `invalid_arguments`, `upstream_down`,
+    /// `timeout`, `transport`, `upstream_error`, `cancelled`).
+    pub tool_errors: IntCounterVec,
+    /// `mcp_upstream_up{server}`: 1 while the upstream MCP server is connected.
+    pub mcp_upstream_up: IntGaugeVec,
 }
 
 fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
@@ -95,6 +112,9 @@ impl Metrics {
     fn new() -> Self {
         let lock_buckets = prometheus::exponential_buckets(1e-6, 4.0, 11)
             .unwrap_or_else(|e| panic!("lock buckets: {e}"));
+        // 100 us (a cached or local call) to ~150 s (a long upstream operation).
+        let tool_buckets = prometheus::exponential_buckets(1e-4, 2.5, 14)
+            .unwrap_or_else(|e| panic!("tool buckets: {e}"));
         let m = Self {
             registry: Registry::new(),
             requests_total: counter(
@@ -220,6 +240,37 @@ impl Metrics {
                 "Lock acquisitions that found the lock taken.",
                 &["lock"],
             ),
+            tool_calls: counter(
+                "tool_calls_total",
+                "Forwarded tool calls by namespace, tool and outcome.",
+                &["namespace", "tool", "outcome"],
+            ),
+            tool_forwarded_duration: histogram(
+                "tool_forwarded_duration_seconds",
+                "Time of a tool call forwarded to its upstream server.",
+                &tool_buckets,
+                &["namespace"],
+            ),
+            tool_cache_hits: counter(
+                "tool_cache_hits_total",
+                "Forwarded tool calls answered from the cache.",
+                &["namespace"],
+            ),
+            tool_cache_misses: counter(
+                "tool_cache_misses_total",
+                "Cacheable forwarded tool calls not found in the cache.",
+                &["namespace"],
+            ),
+            tool_errors: counter(
+                "tool_errors_total",
+                "Failed forwarded tool calls by namespace and kind.",
+                &["namespace", "kind"],
+            ),
+            mcp_upstream_up: gauge(
+                "mcp_upstream_up",
+                "1 while the upstream MCP server is connected, else 0.",
+                &["server"],
+            ),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.requests_total.clone()),
@@ -242,6 +293,12 @@ impl Metrics {
             Box::new(m.http_mcp_active_sessions.clone()),
             Box::new(m.http_mcp_active_connections.clone()),
             Box::new(m.http_mcp_errors.clone()),
+            Box::new(m.tool_calls.clone()),
+            Box::new(m.tool_forwarded_duration.clone()),
+            Box::new(m.tool_cache_hits.clone()),
+            Box::new(m.tool_cache_misses.clone()),
+            Box::new(m.tool_errors.clone()),
+            Box::new(m.mcp_upstream_up.clone()),
         ];
         for c in collectors {
             m.registry

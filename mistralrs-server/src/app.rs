@@ -8,6 +8,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, response::IntoResponse};
 use mistralrs_core::Router;
+use mistralrs_mcp::Forwarder;
 use serde_json::{Value, json};
 
 use crate::metrics;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub router: Arc<Router>,
     /// Start time, reported as the models' `created`.
     pub started_unix: u64,
+    /// Upstream MCP servers, when tools are forwarded.
+    pub forwarder: Option<Arc<Forwarder>>,
 }
 
 /// The main port's routes: the OpenAI API, `/health` and the metrics endpoint
@@ -38,7 +41,9 @@ pub fn app(state: Arc<AppState>, max_body_bytes: usize, metrics_path: &str) -> H
         .with_state(state)
 }
 
-/// `GET /health`: liveness plus each engine's queues and KV cache.
+/// `GET /health`: liveness plus each engine's queues and KV cache, and each
+/// upstream MCP server's state. `status` stays `ok` while an upstream is down:
+/// the server itself serves, and the upstream's entry says what is wrong.
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let models: Vec<Value> = state
         .router
@@ -57,5 +62,10 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             })
         })
         .collect();
-    Json(json!({"status": "ok", "models": models}))
+    let upstreams = state
+        .forwarder
+        .as_ref()
+        .map(|forwarder| forwarder.health())
+        .unwrap_or_default();
+    Json(json!({"status": "ok", "models": models, "mcp_upstreams": upstreams}))
 }

@@ -4,10 +4,10 @@
 //! every error names the file and the key, so a typo never silently falls back to a
 //! default. Command-line flags override the file (see `cli`).
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use mistralrs_mcp::config::{McpClientConfig, ToolForwardingConfig};
 use serde::Deserialize;
 
 /// The whole file.
@@ -114,118 +114,6 @@ pub struct RateLimitConfig {
     pub burst: Option<u32>,
 }
 
-/// `[mcp_client]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct McpClientConfig {
-    /// Connect to the servers below. Default false.
-    pub enabled: bool,
-    /// `[[mcp_client.servers]]`.
-    pub servers: Vec<McpServerConfig>,
-}
-
-/// One upstream MCP server: a child process (`command`) or a URL.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct McpServerConfig {
-    /// Namespace of its tools (`<name>__<tool>`).
-    pub name: String,
-    /// Program to start, spoken to over stdio.
-    pub command: Option<String>,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// Extra environment variables for it.
-    pub env: BTreeMap<String, String>,
-    /// Its working directory.
-    pub cwd: Option<PathBuf>,
-    /// Streamable HTTP endpoint, instead of a command.
-    pub url: Option<String>,
-    /// Extra HTTP headers.
-    pub headers: BTreeMap<String, String>,
-    /// Environment variable holding a bearer token for `url`.
-    pub bearer_token_env: Option<String>,
-    /// Seconds to connect and per call. Default 30.
-    pub timeout_secs: Option<u64>,
-}
-
-/// `[tool_forwarding]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ToolForwardingConfig {
-    /// Re-export upstream tools. Default true (when upstreams are configured).
-    pub enabled: bool,
-    /// Only `server_prefix` for now.
-    pub namespace_strategy: String,
-    /// Between server and tool name. Default `__`: valid in MCP, OpenAI and
-    /// Anthropic tool names alike.
-    pub namespace_separator: String,
-    /// `[tool_forwarding.security]`.
-    pub security: SecurityConfig,
-    /// `[tool_forwarding.cache]`.
-    pub cache: CacheConfig,
-}
-
-impl Default for ToolForwardingConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            namespace_strategy: "server_prefix".into(),
-            namespace_separator: "__".into(),
-            security: SecurityConfig::default(),
-            cache: CacheConfig::default(),
-        }
-    }
-}
-
-/// `[tool_forwarding.security]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SecurityConfig {
-    /// Namespaces that may be listed and called; unset means all.
-    pub allowed_namespaces: Option<Vec<String>>,
-    /// Forwarded tool names that are never listed nor callable.
-    pub blocked_tools: Vec<String>,
-    /// Per-key limits: `[[tool_forwarding.security.key_scopes]]`.
-    pub key_scopes: Vec<KeyScope>,
-}
-
-/// What one API key may see and call.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct KeyScope {
-    /// Environment variable holding the key (keys stay out of the file).
-    pub key_env: String,
-    /// Namespaces the key may use; unset means all.
-    pub namespaces: Option<Vec<String>>,
-    /// Tools the key may use; unset means all in its namespaces.
-    pub tools: Option<Vec<String>>,
-}
-
-/// `[tool_forwarding.cache]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct CacheConfig {
-    /// Default false: only tools listed below are ever cached.
-    pub enabled: bool,
-    /// Seconds a result stays fresh. Default 60.
-    pub ttl_seconds: u64,
-    /// Most cached results. Default 1000.
-    pub max_size: u64,
-    /// Tools whose results may be replayed (no side effects!).
-    pub cacheable_tools: Vec<String>,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            ttl_seconds: 60,
-            max_size: 1000,
-            cacheable_tools: Vec::new(),
-        }
-    }
-}
-
 /// `[[models]]`: one more model to serve.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -310,26 +198,7 @@ impl Config {
                 ));
             }
         }
-        if self.tool_forwarding.namespace_strategy != "server_prefix" {
-            return Err(format!(
-                "`tool_forwarding.namespace_strategy` must be `server_prefix`, not `{}`",
-                self.tool_forwarding.namespace_strategy
-            ));
-        }
-        if self.tool_forwarding.namespace_separator.is_empty() {
-            return Err("`tool_forwarding.namespace_separator` must not be empty".into());
-        }
-        for (i, server) in self.mcp_client.servers.iter().enumerate() {
-            if server.name.is_empty() {
-                return Err(format!("`mcp_client.servers[{i}].name` is required"));
-            }
-            if server.command.is_some() == server.url.is_some() {
-                return Err(format!(
-                    "`mcp_client.servers[{i}]` ({}) needs exactly one of `command` and `url`",
-                    server.name
-                ));
-            }
-        }
+        mistralrs_mcp::config::validate(&self.mcp_client, &self.tool_forwarding)?;
         for (i, model) in self.models.iter().enumerate() {
             if model.model.is_empty() {
                 return Err(format!("`models[{i}].model` is required"));

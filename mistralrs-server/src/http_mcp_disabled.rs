@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use mistralrs_core::Router;
+use mistralrs_mcp::Forwarder;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::HttpMcpConfig;
+use crate::config::Config;
 
 /// The path the endpoint would have.
 pub const MCP_PATH: &str = "/mcp/stream";
@@ -14,7 +15,8 @@ pub const MCP_PATH: &str = "/mcp/stream";
 /// Refuses: this build has no MCP endpoint.
 pub fn app(
     _router: Arc<Router>,
-    _config: &HttpMcpConfig,
+    _forwarder: Option<Arc<Forwarder>>,
+    _config: &Config,
     _shutdown: CancellationToken,
 ) -> anyhow::Result<axum::Router> {
     anyhow::bail!(

@@ -88,9 +88,13 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let forwarder = mistralrs_mcp::Forwarder::start(&config.mcp_client, &config.tool_forwarding)
+        .await
+        .context("starting tool forwarding")?;
     let state = Arc::new(AppState {
         router: Arc::clone(&router),
         started_unix,
+        forwarder: forwarder.clone(),
     });
     mistralrs_core::sync::set_instrumentation(config.prometheus_locks.enabled);
     let app = app(
@@ -108,8 +112,12 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
                     "the MCP endpoint without authentication may only bind a loopback address, not {ip}"
                 );
             }
-            let mcp_app =
-                http_mcp::app(Arc::clone(&router), &config.http_mcp, end_streams.clone())?;
+            let mcp_app = http_mcp::app(
+                Arc::clone(&router),
+                forwarder.clone(),
+                &config,
+                end_streams.clone(),
+            )?;
             let mcp_addr = SocketAddr::new(ip, port);
             let mcp_listener = tokio::net::TcpListener::bind(mcp_addr)
                 .await
@@ -153,6 +161,9 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
         }
     };
     let (main_result, mcp_result) = tokio::join!(main, mcp);
+    if let Some(forwarder) = &forwarder {
+        forwarder.shutdown();
+    }
     main_result.context("serving")?;
     mcp_result.context("serving MCP")?;
     tracing::info!("stopped");

@@ -289,6 +289,8 @@ fn conformance_suite_passes_every_applicable_scenario() {
         "logging-set-level",
         "ping",
         "tools-list",
+        "prompts-list",
+        "resources-list",
         "server-sse-multiple-streams",
         "dns-rebinding-protection",
     ] {

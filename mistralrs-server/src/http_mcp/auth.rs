@@ -5,6 +5,11 @@
 //! repeated `--http-mcp-auth-key`. A presented key is compared with every
 //! configured key in constant time, without stopping at the first match, so the
 //! response time does not tell how much of a key was right. Keys are never logged.
+//!
+//! Keys of `[[tool_forwarding.security.key_scopes]]` (read from the environment
+//! variable each names) are accepted too, and carry their scope: the request
+//! gets the matching [`CallerScope`] in its extensions for the forwarder. When a
+//! key is configured both plainly and with a scope, the scope applies.
 
 use std::sync::Arc;
 
@@ -14,23 +19,28 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mistralrs_core::metrics::metrics;
+use mistralrs_mcp::CallerScope;
+use mistralrs_mcp::config::KeyScope;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::config::HttpMcpConfig;
 
-/// Environment variable with extra keys, comma-separated.
-const KEYS_ENV: &str = "MISTRALRS_MCP_API_KEYS";
+use mistralrs_mcp::config::API_KEYS_ENV as KEYS_ENV;
 
 /// Which configured key a request presented (its index), for per-key limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct KeyId(pub(super) usize);
 
-/// The accepted keys.
-pub(super) struct ApiKeys(Vec<Vec<u8>>);
+/// The accepted keys, and what each may use of the forwarded tools.
+pub(super) struct ApiKeys {
+    keys: Vec<Vec<u8>>,
+    /// Parallel to `keys`; scoped keys come last so that they win a tie.
+    scopes: Vec<Arc<CallerScope>>,
+}
 
 impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiKeys({} keys)", self.0.len())
+        write!(f, "ApiKeys({} keys)", self.keys.len())
     }
 }
 
@@ -53,29 +63,53 @@ impl Failure {
 }
 
 impl ApiKeys {
-    /// Every configured key; an error when there is none or the file is unreadable.
-    pub(super) fn load(config: &HttpMcpConfig) -> anyhow::Result<Self> {
+    /// Every configured key; an error when there is none, the file is
+    /// unreadable or a scope's environment variable is unset. `env` reads the
+    /// environment (a parameter so tests need not change the process's).
+    pub(super) fn load(
+        config: &HttpMcpConfig,
+        key_scopes: &[KeyScope],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
         let mut keys: Vec<String> = config.api_keys.clone();
         if let Some(path) = &config.api_keys_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("[http_mcp] api_keys_file {}: {e}", path.display()))?;
             keys.extend(text.lines().map(str::to_owned));
         }
-        if let Ok(list) = std::env::var(KEYS_ENV) {
+        if let Some(list) = env(KEYS_ENV) {
             keys.extend(list.split(',').map(str::to_owned));
         }
-        let keys: Vec<Vec<u8>> = keys
+        let mut keys: Vec<Vec<u8>> = keys
             .iter()
             .map(|k| k.trim())
             .filter(|k| !k.is_empty())
             .map(|k| k.as_bytes().to_vec())
             .collect();
+        let mut scopes = vec![CallerScope::unscoped(); keys.len()];
+        for (i, scope) in key_scopes.iter().enumerate() {
+            let key = env(&scope.key_env).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "[[tool_forwarding.security.key_scopes]] {i}: environment variable {} is not set",
+                    scope.key_env
+                )
+            })?;
+            let key = key.trim();
+            if key.is_empty() {
+                anyhow::bail!(
+                    "[[tool_forwarding.security.key_scopes]] {i}: environment variable {} is empty",
+                    scope.key_env
+                );
+            }
+            keys.push(key.as_bytes().to_vec());
+            scopes.push(CallerScope::from_config(i, scope));
+        }
         if keys.is_empty() {
             anyhow::bail!(
                 "[http_mcp] auth_method = \"api_key\" needs at least one key (api_keys, api_keys_file, {KEYS_ENV} or --http-mcp-auth-key)"
             );
         }
-        Ok(Self(keys))
+        Ok(Self { keys, scopes })
     }
 
     fn check(&self, header: Option<&HeaderValue>) -> Result<KeyId, Failure> {
@@ -90,7 +124,7 @@ impl ApiKeys {
         // Every key is compared, and the index chosen without branching on a match.
         let mut matched = subtle::Choice::from(0);
         let mut index = 0u64;
-        for (i, key) in self.0.iter().enumerate() {
+        for (i, key) in self.keys.iter().enumerate() {
             let hit = key.as_slice().ct_eq(presented.as_bytes());
             index = u64::conditional_select(&index, &(i as u64), hit);
             matched |= hit;
@@ -111,7 +145,9 @@ pub(super) async fn require_key(
 ) -> Response {
     match keys.check(request.headers().get(AUTHORIZATION)) {
         Ok(key) => {
+            let scope = Arc::clone(&keys.scopes[key.0]);
             request.extensions_mut().insert(key);
+            request.extensions_mut().insert(scope);
             next.run(request).await
         }
         Err(failure) => {
@@ -141,7 +177,10 @@ mod tests {
     use super::*;
 
     fn keys() -> ApiKeys {
-        ApiKeys(vec![b"alpha-key".to_vec(), b"beta".to_vec()])
+        ApiKeys {
+            keys: vec![b"alpha-key".to_vec(), b"beta".to_vec()],
+            scopes: vec![CallerScope::unscoped(), CallerScope::unscoped()],
+        }
     }
 
     #[test]
@@ -180,11 +219,39 @@ mod tests {
             api_keys_file: Some(file),
             ..HttpMcpConfig::default()
         };
-        let loaded = ApiKeys::load(&config).unwrap();
-        assert_eq!(loaded.0, [b"one".to_vec(), b"two".to_vec()]);
-        let err = ApiKeys::load(&HttpMcpConfig::default())
+        let loaded = ApiKeys::load(&config, &[], |_| None).unwrap();
+        assert_eq!(loaded.keys, [b"one".to_vec(), b"two".to_vec()]);
+        let err = ApiKeys::load(&HttpMcpConfig::default(), &[], |_| None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("at least one key"), "{err}");
+    }
+
+    #[test]
+    fn a_scoped_key_authenticates_with_its_scope_and_wins_a_tie() {
+        let var = "SCOPED_KEY";
+        let env = |name: &str| (name == var).then(|| "shared-key".to_owned());
+        let config = HttpMcpConfig {
+            api_keys: vec!["shared-key".into(), "other".into()],
+            ..HttpMcpConfig::default()
+        };
+        let scope = KeyScope {
+            key_env: var.into(),
+            namespaces: Some(vec!["fs".into()]),
+            tools: None,
+        };
+        let loaded = ApiKeys::load(&config, &[scope], env).unwrap();
+        let header = HeaderValue::from_static("Bearer shared-key");
+        let id = loaded.check(Some(&header)).unwrap();
+        assert_eq!(loaded.scopes[id.0].id, 1, "the scoped entry wins");
+        assert!(!loaded.scopes[id.0].allows_namespace("web"));
+        let missing = KeyScope {
+            key_env: "MISTRALRS_TEST_UNSET_VARIABLE".into(),
+            ..KeyScope::default()
+        };
+        let err = ApiKeys::load(&config, &[missing], env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MISTRALRS_TEST_UNSET_VARIABLE"), "{err}");
     }
 }

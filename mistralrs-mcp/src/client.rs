@@ -1,0 +1,438 @@
+//! One upstream MCP server: connect, fetch what it offers, watch it, reconnect.
+//!
+//! Each upstream has a supervisor task. It connects (a child process over
+//! stdio, or Streamable HTTP) within the server's timeout, fetches its tools,
+//! prompts and resources, and publishes them as [`Status::Up`]. It then waits
+//! for the connection to end (the child exits, the transport closes), for a
+//! ping to fail (an HTTP upstream that stopped answering), or for a
+//! `list_changed` notification (refetch). A lost upstream is [`Status::Down`]
+//! until a reconnect succeeds; attempts back off exponentially. Every change of
+//! status bumps the `changes` counter the forwarder watches.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mistralrs_core::metrics::metrics;
+use mistralrs_core::sync::{Mutex, RwLock};
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ClientRequest, Implementation, ProgressNotificationParam,
+    ProgressToken, Prompt, Resource, ResourceTemplate, Tool,
+};
+use rmcp::service::{NotificationContext, Peer, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient, RoleServer, ServiceExt};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::McpServerConfig;
+
+/// Seconds to connect and per call unless the server's `timeout_secs` says otherwise.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// First wait before reconnecting; doubled after each failure up to [`MAX_BACKOFF`].
+const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a connected upstream is pinged; a failed ping marks it down.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Concurrent requests on one HTTP upstream (rmcp's default is 16).
+const HTTP_MAX_CONCURRENT: usize = 256;
+
+/// A tool of an upstream with its argument validator.
+#[derive(Debug)]
+pub(crate) struct UpstreamTool {
+    pub(crate) tool: Tool,
+    /// `None` when the upstream's schema does not compile (then only the size
+    /// limit applies, and a warning was logged).
+    pub(crate) validator: Option<jsonschema::Validator>,
+}
+
+/// What a connected upstream offers.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    pub(crate) tools: Vec<UpstreamTool>,
+    pub(crate) prompts: Vec<Prompt>,
+    pub(crate) resources: Vec<Resource>,
+    pub(crate) templates: Vec<ResourceTemplate>,
+}
+
+impl Catalog {
+    pub(crate) fn tool(&self, name: &str) -> Option<&UpstreamTool> {
+        self.tools.iter().find(|t| t.tool.name == name)
+    }
+}
+
+/// A live connection.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) peer: Peer<RoleClient>,
+    pub(crate) catalog: Catalog,
+    /// Process id of a stdio upstream.
+    pub(crate) pid: Option<u32>,
+}
+
+/// Where an upstream stands.
+#[derive(Debug, Clone)]
+pub(crate) enum Status {
+    /// The first attempt has not finished.
+    Connecting,
+    /// Connected; calls go through.
+    Up(Arc<Connection>),
+    /// Not connected; calls fail fast with `error`.
+    Down { error: String, retry_at: Instant },
+}
+
+/// Where a progress notification from upstream goes: the downstream client's
+/// peer and the token it chose.
+#[derive(Debug, Clone)]
+pub(crate) struct ProgressRoute {
+    pub(crate) peer: Peer<RoleServer>,
+    pub(crate) token: ProgressToken,
+}
+
+/// Progress routes of the calls in flight, by the token sent upstream.
+#[derive(Debug)]
+pub(crate) struct ProgressRoutes(Mutex<HashMap<ProgressToken, ProgressRoute>>);
+
+impl ProgressRoutes {
+    fn new() -> Self {
+        Self(Mutex::new("mcp_progress_routes", HashMap::new()))
+    }
+
+    /// Routes `upstream` tokens to `route` until the guard drops.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        upstream: ProgressToken,
+        route: ProgressRoute,
+    ) -> RouteGuard {
+        self.0.lock().insert(upstream.clone(), route);
+        RouteGuard {
+            routes: Arc::clone(self),
+            token: upstream,
+        }
+    }
+
+    async fn forward(&self, mut progress: ProgressNotificationParam) {
+        let route = self.0.lock().get(&progress.progress_token).cloned();
+        if let Some(route) = route {
+            progress.progress_token = route.token;
+            // A client that went away just misses the notification.
+            let _ = route.peer.notify_progress(progress).await;
+        }
+    }
+}
+
+/// Removes a progress route when the call ends.
+#[derive(Debug)]
+pub(crate) struct RouteGuard {
+    routes: Arc<ProgressRoutes>,
+    token: ProgressToken,
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        self.routes.0.lock().remove(&self.token);
+    }
+}
+
+/// The client side of one upstream connection: passes progress on, asks for a
+/// refetch when the upstream's lists change.
+#[derive(Debug, Clone)]
+struct UpstreamClient {
+    progress: Arc<ProgressRoutes>,
+    refetch: Arc<Notify>,
+}
+
+impl ClientHandler for UpstreamClient {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.forward(params).await;
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.refetch.notify_one();
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.refetch.notify_one();
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.refetch.notify_one();
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("mistralrs-server", env!("CARGO_PKG_VERSION")),
+        )
+    }
+}
+
+type Running = RunningService<RoleClient, UpstreamClient>;
+
+/// One configured upstream and its current status.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) name: String,
+    spec: McpServerConfig,
+    /// Variables removed from a child's inherited environment.
+    secret_env: Arc<[String]>,
+    /// Connect timeout and per-call timeout.
+    pub(crate) timeout: Duration,
+    status: RwLock<Status>,
+    pub(crate) progress: Arc<ProgressRoutes>,
+    refetch: Arc<Notify>,
+    changes: watch::Sender<u64>,
+}
+
+impl Upstream {
+    pub(crate) fn new(
+        spec: McpServerConfig,
+        secret_env: Arc<[String]>,
+        changes: watch::Sender<u64>,
+    ) -> Arc<Self> {
+        metrics()
+            .mcp_upstream_up
+            .with_label_values(&[spec.name.as_str()])
+            .set(0);
+        Arc::new(Self {
+            name: spec.name.clone(),
+            timeout: spec
+                .timeout_secs
+                .map_or(DEFAULT_TIMEOUT, Duration::from_secs),
+            spec,
+            secret_env,
+            status: RwLock::new("mcp_upstream_status", Status::Connecting),
+            progress: Arc::new(ProgressRoutes::new()),
+            refetch: Arc::new(Notify::new()),
+            changes,
+        })
+    }
+
+    /// The current status.
+    pub(crate) fn status(&self) -> Status {
+        self.status.read().clone()
+    }
+
+    fn set_status(&self, status: Status) {
+        let up = matches!(status, Status::Up(_));
+        *self.status.write() = status;
+        metrics()
+            .mcp_upstream_up
+            .with_label_values(&[self.name.as_str()])
+            .set(i64::from(up));
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Marks the upstream down after a call found its transport closed, so
+    /// other calls fail fast until the supervisor reconnects.
+    pub(crate) fn report_lost(&self) {
+        self.refetch.notify_one();
+    }
+
+    /// Connects, watches and reconnects until `shutdown`.
+    pub(crate) async fn supervise(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            let error = match tokio::time::timeout(self.timeout, self.connect()).await {
+                Ok(Ok((running, connection))) => {
+                    backoff = INITIAL_BACKOFF;
+                    tracing::info!(server = %self.name, tools = connection.catalog.tools.len(), "upstream MCP server connected");
+                    self.set_status(Status::Up(Arc::new(connection)));
+                    self.watch(running, &shutdown).await
+                }
+                Ok(Err(error)) => error,
+                Err(_) => format!("no answer within {} s", self.timeout.as_secs()),
+            };
+            if shutdown.is_cancelled() {
+                self.set_status(Status::Down {
+                    error: "the server is shutting down".into(),
+                    retry_at: Instant::now(),
+                });
+                return;
+            }
+            tracing::warn!(server = %self.name, %error, retry_in_ms = backoff.as_millis() as u64, "upstream MCP server down");
+            self.set_status(Status::Down {
+                error,
+                retry_at: Instant::now() + backoff,
+            });
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Serves a live connection until it ends; returns why it ended.
+    async fn watch(&self, running: Running, shutdown: &CancellationToken) -> String {
+        let peer = running.peer().clone();
+        let ended = running.waiting();
+        tokio::pin!(ended);
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return "the server is shutting down".into(),
+                quit = &mut ended => return format!("connection ended ({quit:?})"),
+                () = self.refetch.notified() => {
+                    if peer.is_transport_closed() {
+                        return "connection closed".into();
+                    }
+                    match tokio::time::timeout(self.timeout, fetch_catalog(&self.name, &peer)).await {
+                        Ok(Ok(catalog)) => {
+                            let pid = match self.status() {
+                                Status::Up(c) => c.pid,
+                                _ => None,
+                            };
+                            tracing::info!(server = %self.name, tools = catalog.tools.len(), "upstream lists changed");
+                            self.set_status(Status::Up(Arc::new(Connection { peer: peer.clone(), catalog, pid })));
+                        }
+                        Ok(Err(e)) => return format!("refetching its lists: {e}"),
+                        Err(_) => return format!("refetching its lists: no answer within {} s", self.timeout.as_secs()),
+                    }
+                }
+                _ = ping.tick() => {
+                    let ping = peer.send_request(ClientRequest::PingRequest(Default::default()));
+                    match tokio::time::timeout(self.timeout, ping).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return format!("ping failed: {e}"),
+                        Err(_) => return format!("no answer to ping within {} s", self.timeout.as_secs()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts the transport, initializes and fetches the catalog.
+    async fn connect(&self) -> Result<(Running, Connection), String> {
+        let client = UpstreamClient {
+            progress: Arc::clone(&self.progress),
+            refetch: Arc::clone(&self.refetch),
+        };
+        let (running, pid) = match (&self.spec.command, &self.spec.url) {
+            (Some(command), _) => {
+                let (transport, pid) = self.spawn(command)?;
+                let running = client
+                    .serve(transport)
+                    .await
+                    .map_err(|e| format!("initializing: {e}"))?;
+                (running, pid)
+            }
+            (None, Some(url)) => {
+                let transport = StreamableHttpClientTransport::from_config(self.http_config(url)?);
+                let running = client
+                    .serve(transport)
+                    .await
+                    .map_err(|e| format!("initializing {url}: {e}"))?;
+                (running, None)
+            }
+            (None, None) => return Err("neither `command` nor `url` is set".into()),
+        };
+        let catalog = fetch_catalog(&self.name, running.peer()).await?;
+        let peer = running.peer().clone();
+        Ok((running, Connection { peer, catalog, pid }))
+    }
+
+    /// The child process, its stderr logged at debug level under the server's name.
+    fn spawn(&self, command: &str) -> Result<(TokioChildProcess, Option<u32>), String> {
+        let mut cmd = tokio::process::Command::new(command);
+        for var in self.secret_env.iter() {
+            cmd.env_remove(var);
+        }
+        cmd.args(&self.spec.args)
+            .envs(&self.spec.env)
+            .kill_on_drop(true);
+        if let Some(cwd) = &self.spec.cwd {
+            cmd.current_dir(cwd);
+        }
+        let (child, stderr) = TokioChildProcess::builder(cmd)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting `{command}`: {e}"))?;
+        if let Some(stderr) = stderr {
+            let name = self.name.clone();
+            tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!(server = %name, "upstream stderr: {line}");
+                }
+            });
+        }
+        let pid = child.id();
+        Ok((child, pid))
+    }
+
+    fn http_config(&self, url: &str) -> Result<StreamableHttpClientTransportConfig, String> {
+        let mut headers = HashMap::new();
+        for (name, value) in &self.spec.headers {
+            let name = http::HeaderName::try_from(name.as_str())
+                .map_err(|e| format!("header name `{name}`: {e}"))?;
+            let value = http::HeaderValue::try_from(value.as_str())
+                .map_err(|e| format!("header `{name}`: {e}"))?;
+            headers.insert(name, value);
+        }
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url)
+            .max_concurrent_requests(HTTP_MAX_CONCURRENT)
+            .custom_headers(headers);
+        if let Some(var) = &self.spec.bearer_token_env {
+            let token = std::env::var(var).map_err(|_| {
+                format!("`bearer_token_env`: environment variable {var} is not set")
+            })?;
+            config = config.auth_header(token);
+        }
+        Ok(config)
+    }
+}
+
+/// Tools, prompts and resources of a connected upstream, each list fetched
+/// only when the upstream announced the capability.
+async fn fetch_catalog(server: &str, peer: &Peer<RoleClient>) -> Result<Catalog, String> {
+    let capabilities = peer
+        .peer_info()
+        .map(|info| info.capabilities.clone())
+        .unwrap_or_default();
+    let mut catalog = Catalog::default();
+    if capabilities.tools.is_some() {
+        let tools = peer
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("tools/list: {e}"))?;
+        catalog.tools = tools
+            .into_iter()
+            .map(|tool| {
+                let schema = serde_json::Value::Object((*tool.input_schema).clone());
+                let validator = jsonschema::validator_for(&schema)
+                    .inspect_err(|e| {
+                        tracing::warn!(server, tool = %tool.name, "input schema does not compile, not validated: {e}");
+                    })
+                    .ok();
+                UpstreamTool { tool, validator }
+            })
+            .collect();
+    }
+    if capabilities.prompts.is_some() {
+        catalog.prompts = peer
+            .list_all_prompts()
+            .await
+            .map_err(|e| format!("prompts/list: {e}"))?;
+    }
+    if capabilities.resources.is_some() {
+        catalog.resources = peer
+            .list_all_resources()
+            .await
+            .map_err(|e| format!("resources/list: {e}"))?;
+        catalog.templates = peer
+            .list_all_resource_templates()
+            .await
+            .map_err(|e| format!("resources/templates/list: {e}"))?;
+    }
+    Ok(catalog)
+}

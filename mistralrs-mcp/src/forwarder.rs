@@ -1,0 +1,649 @@
+//! The forwarder: upstream tools, prompts and resources offered under
+//! namespaces, calls routed to their owner, behind the policy and the cache.
+//!
+//! Listing takes the catalogs of the connected upstreams as they are now;
+//! an upstream that is down offers nothing until it is back. Connected MCP
+//! sessions that subscribed are told (`notifications/*/list_changed`) whenever
+//! an upstream connects, drops or changes its lists.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mistralrs_core::metrics::metrics;
+use mistralrs_core::sync::Mutex;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+    ClientRequest, ContentBlock, GetPromptRequestParams, GetPromptResponse, JsonObject, Prompt,
+    ReadResourceRequestParams, ReadResourceResponse, Resource, ResourceTemplate, ServerResult,
+    Tool,
+};
+use rmcp::service::{PeerRequestOptions, RequestContext, ServiceError};
+use rmcp::{ErrorData as McpError, Peer, RoleServer};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::ToolCache;
+use crate::client::{Connection, ProgressRoute, Status, Upstream};
+use crate::config::{McpClientConfig, ToolForwardingConfig};
+use crate::names::Namespacing;
+use crate::policy::Policy;
+use crate::scope::CallerScope;
+use crate::{Error, Result};
+
+/// Largest forwarded arguments unless `max_argument_bytes` says otherwise.
+const DEFAULT_MAX_ARGUMENT_BYTES: usize = 1 << 20;
+
+/// How one upstream stands, for `/health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamHealth {
+    /// The server's configured name (its namespace).
+    pub name: String,
+    /// `connecting`, `up` or `down`.
+    pub status: &'static str,
+    /// Tools it offers now.
+    pub tools: usize,
+    /// Why it is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Milliseconds until the next connection attempt, when down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
+    /// Process id of a stdio upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// Upstream MCP servers re-exported under namespaces.
+#[derive(Debug)]
+pub struct Forwarder {
+    upstreams: BTreeMap<String, Arc<Upstream>>,
+    names: Namespacing,
+    policy: Policy,
+    cache: Option<ToolCache>,
+    max_argument_bytes: usize,
+    subscribers: Mutex<Vec<Peer<RoleServer>>>,
+    shutdown: CancellationToken,
+}
+
+/// How a failed call is counted in `tool_errors_total{kind}`.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    UnknownTool,
+    Denied,
+    InvalidArguments,
+    UpstreamDown,
+    Timeout,
+    Transport,
+    UpstreamError,
+    Cancelled,
+}
+
+impl Failure {
+    fn label(self) -> &'static str {
+        match self {
+            Self::UnknownTool => "unknown_tool",
+            Self::Denied => "denied",
+            Self::InvalidArguments => "invalid_arguments",
+            Self::UpstreamDown => "upstream_down",
+            Self::Timeout => "timeout",
+            Self::Transport => "transport",
+            Self::UpstreamError => "upstream_error",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+fn count_error(namespace: &str, failure: Failure) {
+    metrics()
+        .tool_errors
+        .with_label_values(&[namespace, failure.label()])
+        .inc();
+}
+
+fn count_call(namespace: &str, tool: &str, outcome: &str) {
+    metrics()
+        .tool_calls
+        .with_label_values(&[namespace, tool, outcome])
+        .inc();
+}
+
+fn tool_error(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+impl Forwarder {
+    /// Connects to every configured upstream at once and waits until each has
+    /// connected or failed (bounded by the longest timeout); one that fails is
+    /// retried in the background and does not hold up the others. `None` when
+    /// forwarding is off or no upstream is configured.
+    pub async fn start(
+        client: &McpClientConfig,
+        forwarding: &ToolForwardingConfig,
+    ) -> Result<Option<Arc<Self>>> {
+        let servers = client.active_servers();
+        if !forwarding.enabled || servers.is_empty() {
+            return Ok(None);
+        }
+        crate::config::validate(client, forwarding).map_err(Error::Config)?;
+        let names = Namespacing::new(&forwarding.namespace_separator).map_err(Error::Config)?;
+        if !names.separator_is_portable() {
+            tracing::warn!(
+                separator = names.separator(),
+                "tool_forwarding.namespace_separator is outside [A-Za-z0-9_-]: OpenAI and Anthropic clients reject such tool names"
+            );
+        }
+        let (changes, _) = watch::channel(0u64);
+        let shutdown = CancellationToken::new();
+        let secret_env: Arc<[String]> = crate::config::secret_env_vars(client, forwarding).into();
+        let upstreams: BTreeMap<String, Arc<Upstream>> = servers
+            .iter()
+            .map(|spec| {
+                let upstream =
+                    Upstream::new(spec.clone(), Arc::clone(&secret_env), changes.clone());
+                (spec.name.clone(), upstream)
+            })
+            .collect();
+        let longest = upstreams
+            .values()
+            .map(|u| u.timeout)
+            .max()
+            .unwrap_or_default();
+        let forwarder = Arc::new(Self {
+            names,
+            policy: Policy::new(&forwarding.security),
+            cache: ToolCache::new(&forwarding.cache),
+            max_argument_bytes: forwarding
+                .security
+                .max_argument_bytes
+                .unwrap_or(DEFAULT_MAX_ARGUMENT_BYTES),
+            subscribers: Mutex::new("mcp_list_subscribers", Vec::new()),
+            shutdown: shutdown.clone(),
+            upstreams,
+        });
+        let mut changed = changes.subscribe();
+        for upstream in forwarder.upstreams.values() {
+            tokio::spawn(Arc::clone(upstream).supervise(shutdown.clone()));
+        }
+        let settled = async {
+            while forwarder
+                .upstreams
+                .values()
+                .any(|u| matches!(u.status(), Status::Connecting))
+            {
+                if changed.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(longest + Duration::from_secs(1), settled).await;
+        tokio::spawn(Arc::clone(&forwarder).announce_changes(changes.subscribe()));
+        Ok(Some(forwarder))
+    }
+
+    /// Stops every upstream connection (child processes are ended).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Each upstream's state, for `/health`.
+    pub fn health(&self) -> Vec<UpstreamHealth> {
+        self.upstreams
+            .values()
+            .map(|upstream| {
+                let mut health = UpstreamHealth {
+                    name: upstream.name.clone(),
+                    status: "connecting",
+                    tools: 0,
+                    error: None,
+                    retry_in_ms: None,
+                    pid: None,
+                };
+                match upstream.status() {
+                    Status::Connecting => {}
+                    Status::Up(connection) => {
+                        health.status = "up";
+                        health.tools = connection.catalog.tools.len();
+                        health.pid = connection.pid;
+                    }
+                    Status::Down { error, retry_at } => {
+                        health.status = "down";
+                        health.error = Some(error);
+                        let wait = retry_at.saturating_duration_since(Instant::now());
+                        health.retry_in_ms = Some(wait.as_millis() as u64);
+                    }
+                }
+                health
+            })
+            .collect()
+    }
+
+    /// Whether `name` belongs to a configured upstream (so the forwarder, not
+    /// the local tools, answers for it).
+    pub fn owns(&self, name: &str) -> bool {
+        self.names
+            .parse(name)
+            .is_some_and(|(server, _)| self.upstreams.contains_key(server))
+    }
+
+    /// Tells this session when the forwarded lists change.
+    pub fn subscribe(&self, peer: Peer<RoleServer>) {
+        let mut subscribers = self.subscribers.lock();
+        subscribers.retain(|p| !p.is_transport_closed());
+        subscribers.push(peer);
+    }
+
+    /// Sends `list_changed` notifications to every subscribed session after
+    /// each burst of upstream changes.
+    async fn announce_changes(self: Arc<Self>, mut changes: watch::Receiver<u64>) {
+        while changes.changed().await.is_ok() {
+            let peers: Vec<Peer<RoleServer>> = {
+                let mut subscribers = self.subscribers.lock();
+                subscribers.retain(|p| !p.is_transport_closed());
+                subscribers.clone()
+            };
+            for peer in peers {
+                let _ = peer.notify_tool_list_changed().await;
+                let _ = peer.notify_prompt_list_changed().await;
+                let _ = peer.notify_resource_list_changed().await;
+            }
+        }
+    }
+
+    fn connected(&self) -> impl Iterator<Item = (&str, Arc<Connection>)> {
+        self.upstreams
+            .iter()
+            .filter_map(|(name, upstream)| match upstream.status() {
+                Status::Up(connection) => Some((name.as_str(), connection)),
+                _ => None,
+            })
+    }
+
+    /// The forwarded tools `caller` may see, renamed into their namespace with
+    /// schema and annotations as the upstream gave them.
+    pub fn list_tools(&self, caller: &CallerScope) -> Vec<Tool> {
+        let mut tools = Vec::new();
+        for (server, connection) in self.connected() {
+            for upstream_tool in &connection.catalog.tools {
+                let name = self.names.join(server, &upstream_tool.tool.name);
+                if self.policy.allows_tool(caller, server, &name) {
+                    let mut tool = upstream_tool.tool.clone();
+                    tool.name = name.into();
+                    tools.push(tool);
+                }
+            }
+        }
+        tools
+    }
+
+    /// A forwarded tool by its forwarded name, as the global policy lets
+    /// anyone see it (rmcp uses it to check `Mcp-Param-*` headers).
+    pub fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.list_tools(&CallerScope::unscoped())
+            .into_iter()
+            .find(|t| t.name == name)
+    }
+
+    /// Calls a forwarded tool for `caller`: parse, policy, argument checks,
+    /// cache, then the upstream with its timeout. The client's progress token
+    /// and cancellation travel with the call. Upstream failures are tool
+    /// errors (`isError`) carrying the upstream's message; calls the caller may
+    /// not make, or with bad arguments, are JSON-RPC errors.
+    pub async fn call_tool(
+        &self,
+        caller: &CallerScope,
+        request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> std::result::Result<CallToolResult, McpError> {
+        let name = request.name.to_string();
+        let Some((server, tool)) = self.names.parse(&name) else {
+            count_error("unknown", Failure::UnknownTool);
+            return Err(unknown_tool(&name));
+        };
+        let Some(upstream) = self.upstreams.get(server) else {
+            count_error("unknown", Failure::UnknownTool);
+            return Err(unknown_tool(&name));
+        };
+        if !self.policy.allows_tool(caller, server, &name) {
+            count_error(server, Failure::Denied);
+            tracing::debug!(tool = %name, "forwarded call refused by policy");
+            return Err(unknown_tool(&name));
+        }
+        let connection = match upstream.status() {
+            Status::Up(connection) => connection,
+            Status::Connecting | Status::Down { .. } => {
+                count_error(server, Failure::UpstreamDown);
+                return Ok(tool_error(self.down_message(upstream)));
+            }
+        };
+        let Some(listed) = connection.catalog.tool(tool) else {
+            count_error(server, Failure::UnknownTool);
+            return Err(unknown_tool(&name));
+        };
+        let arguments = request.arguments.clone().unwrap_or_default();
+        if let Err(message) = self.check_arguments(listed, &arguments) {
+            count_error(server, Failure::InvalidArguments);
+            return Err(McpError::invalid_params(
+                format!("arguments of `{name}`: {message}"),
+                None,
+            ));
+        }
+        let cache_key = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.key(caller.id, &name, &arguments));
+        if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
+            if let Some(hit) = cache.get(key).await {
+                metrics().tool_cache_hits.with_label_values(&[server]).inc();
+                count_call(server, tool, "cached");
+                return Ok(hit);
+            }
+            metrics()
+                .tool_cache_misses
+                .with_label_values(&[server])
+                .inc();
+        }
+        let mut upstream_request = request;
+        upstream_request.name = tool.to_owned().into();
+        upstream_request.meta = None;
+        let result = self
+            .send_call(upstream, &connection, server, upstream_request, context)
+            .await;
+        match &result {
+            Ok(result) if result.is_error == Some(true) => count_call(server, tool, "tool_error"),
+            Ok(result) => {
+                count_call(server, tool, "ok");
+                if let (Some(cache), Some(key)) = (&self.cache, cache_key) {
+                    cache.insert(key, result).await;
+                }
+            }
+            Err(_) => count_call(server, tool, "error"),
+        }
+        result
+    }
+
+    /// The size limit, then the tool's input schema.
+    fn check_arguments(
+        &self,
+        listed: &crate::client::UpstreamTool,
+        arguments: &JsonObject,
+    ) -> std::result::Result<(), String> {
+        let value = serde_json::Value::Object(arguments.clone());
+        let size = serde_json::to_vec(&value)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > self.max_argument_bytes {
+            return Err(format!(
+                "{size} bytes is over the limit of {} bytes",
+                self.max_argument_bytes
+            ));
+        }
+        if let Some(validator) = &listed.validator {
+            let errors: Vec<String> = validator
+                .iter_errors(&value)
+                .take(5)
+                .map(|e| {
+                    let at = e.instance_path().to_string();
+                    if at.is_empty() {
+                        e.to_string()
+                    } else {
+                        format!("{at}: {e}")
+                    }
+                })
+                .collect();
+            if !errors.is_empty() {
+                return Err(errors.join("; "));
+            }
+        }
+        Ok(())
+    }
+
+    fn down_message(&self, upstream: &Upstream) -> String {
+        match upstream.status() {
+            Status::Down { error, retry_at } => format!(
+                "upstream MCP server `{}` is unavailable ({error}); next connection attempt in {} ms",
+                upstream.name,
+                retry_at
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+            ),
+            _ => format!(
+                "upstream MCP server `{}` is still connecting",
+                upstream.name
+            ),
+        }
+    }
+
+    /// Sends the call upstream, relaying progress, passing a cancellation on,
+    /// and turning failures into tool errors.
+    async fn send_call(
+        &self,
+        upstream: &Upstream,
+        connection: &Connection,
+        server: &str,
+        request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> std::result::Result<CallToolResult, McpError> {
+        let started = Instant::now();
+        let options =
+            PeerRequestOptions::with_timeout(upstream.timeout).reset_timeout_on_progress();
+        let handle = connection
+            .peer
+            .send_cancellable_request(
+                ClientRequest::CallToolRequest(CallToolRequest::new(request)),
+                options,
+            )
+            .await;
+        let handle = match handle {
+            Ok(handle) => handle,
+            Err(e) => {
+                count_error(server, Failure::Transport);
+                upstream.report_lost();
+                return Ok(tool_error(format!("upstream MCP server `{server}`: {e}")));
+            }
+        };
+        let _route = context.meta.get_progress_token().map(|token| {
+            upstream.progress.register(
+                handle.progress_token.clone(),
+                ProgressRoute {
+                    peer: context.peer.clone(),
+                    token,
+                },
+            )
+        });
+        let (id, peer) = (handle.id.clone(), handle.peer.clone());
+        let response = tokio::select! {
+            response = handle.await_response() => response,
+            () = context.ct.cancelled() => {
+                count_error(server, Failure::Cancelled);
+                let reason = Some("the client cancelled the call".to_owned());
+                let _ = peer
+                    .notify_cancelled(CancelledNotificationParam::new(Some(id), reason))
+                    .await;
+                return Err(McpError::internal_error("the request was cancelled", None));
+            }
+        };
+        metrics()
+            .tool_forwarded_duration
+            .with_label_values(&[server])
+            .observe(started.elapsed().as_secs_f64());
+        match response {
+            Ok(ServerResult::CallToolResult(result)) => Ok(result),
+            Ok(other) => {
+                count_error(server, Failure::UpstreamError);
+                Ok(tool_error(format!(
+                    "upstream MCP server `{server}` answered tools/call with an unexpected result: {other:?}"
+                )))
+            }
+            Err(ServiceError::McpError(error)) => {
+                count_error(server, Failure::UpstreamError);
+                Ok(tool_error(format!(
+                    "upstream MCP server `{server}`: {}",
+                    error.message
+                )))
+            }
+            Err(ServiceError::Timeout { timeout }) => {
+                count_error(server, Failure::Timeout);
+                Ok(tool_error(format!(
+                    "upstream MCP server `{server}` did not answer within {} s",
+                    timeout.as_secs()
+                )))
+            }
+            Err(e) => {
+                count_error(server, Failure::Transport);
+                upstream.report_lost();
+                Ok(tool_error(format!(
+                    "upstream MCP server `{server}` failed during the call: {e}"
+                )))
+            }
+        }
+    }
+
+    /// Forwarded prompts `caller` may see, named `<server><separator><prompt>`.
+    pub fn list_prompts(&self, caller: &CallerScope) -> Vec<Prompt> {
+        let mut prompts = Vec::new();
+        for (server, connection) in self.connected() {
+            if !self.policy.allows_namespace(caller, server) {
+                continue;
+            }
+            for prompt in &connection.catalog.prompts {
+                let mut prompt = prompt.clone();
+                prompt.name = self.names.join(server, &prompt.name);
+                prompts.push(prompt);
+            }
+        }
+        prompts
+    }
+
+    /// Gets a forwarded prompt from its upstream.
+    pub async fn get_prompt(
+        &self,
+        caller: &CallerScope,
+        mut request: GetPromptRequestParams,
+    ) -> std::result::Result<GetPromptResponse, McpError> {
+        let name = request.name.clone();
+        let (server, connection) = self.route(caller, &name)?;
+        let Some((_, prompt)) = self.names.parse(&name) else {
+            return Err(McpError::invalid_params(
+                format!("unknown prompt `{name}`"),
+                None,
+            ));
+        };
+        request.name = prompt.to_owned();
+        request.meta = None;
+        let call = connection.peer.get_prompt_once(request);
+        tokio::time::timeout(self.upstream(server).timeout, call)
+            .await
+            .map_err(|_| {
+                McpError::internal_error(
+                    format!("upstream MCP server `{server}` did not answer"),
+                    None,
+                )
+            })?
+            .map_err(|e| upstream_failure(server, e))
+    }
+
+    /// Forwarded resources `caller` may see, with their own URIs and names
+    /// prefixed by their namespace.
+    pub fn list_resources(&self, caller: &CallerScope) -> Vec<Resource> {
+        let mut resources = Vec::new();
+        for (server, connection) in self.connected() {
+            if self.policy.allows_namespace(caller, server) {
+                for resource in &connection.catalog.resources {
+                    let mut resource = resource.clone();
+                    resource.name = self.names.join(server, &resource.name);
+                    resources.push(resource);
+                }
+            }
+        }
+        resources
+    }
+
+    /// Forwarded resource templates `caller` may see.
+    pub fn list_resource_templates(&self, caller: &CallerScope) -> Vec<ResourceTemplate> {
+        let mut templates = Vec::new();
+        for (server, connection) in self.connected() {
+            if self.policy.allows_namespace(caller, server) {
+                for template in &connection.catalog.templates {
+                    let mut template = template.clone();
+                    template.name = self.names.join(server, &template.name);
+                    templates.push(template);
+                }
+            }
+        }
+        templates
+    }
+
+    /// Reads a resource from the upstream that listed it, or whose template's
+    /// fixed prefix the URI starts with.
+    pub async fn read_resource(
+        &self,
+        caller: &CallerScope,
+        mut request: ReadResourceRequestParams,
+    ) -> std::result::Result<ReadResourceResponse, McpError> {
+        let uri = request.uri.clone();
+        let owner = self.connected().find(|(server, connection)| {
+            self.policy.allows_namespace(caller, server)
+                && (connection.catalog.resources.iter().any(|r| r.uri == uri)
+                    || connection.catalog.templates.iter().any(|t| {
+                        let prefix = t.uri_template.split('{').next().unwrap_or_default();
+                        !prefix.is_empty() && uri.starts_with(prefix)
+                    }))
+        });
+        let Some((server, connection)) = owner else {
+            return Err(McpError::resource_not_found(
+                format!("unknown resource `{uri}`"),
+                None,
+            ));
+        };
+        request.meta = None;
+        let call = connection.peer.read_resource_once(request);
+        tokio::time::timeout(self.upstream(server).timeout, call)
+            .await
+            .map_err(|_| {
+                McpError::internal_error(
+                    format!("upstream MCP server `{server}` did not answer"),
+                    None,
+                )
+            })?
+            .map_err(|e| upstream_failure(server, e))
+    }
+
+    fn upstream(&self, server: &str) -> &Upstream {
+        // Only called with names taken from `self.upstreams`.
+        &self.upstreams[server]
+    }
+
+    /// The connected upstream owning a forwarded prompt name, if `caller` may use it.
+    fn route<'a>(
+        &'a self,
+        caller: &CallerScope,
+        name: &str,
+    ) -> std::result::Result<(&'a str, Arc<Connection>), McpError> {
+        let unknown = || McpError::invalid_params(format!("unknown prompt `{name}`"), None);
+        let (server, _) = self.names.parse(name).ok_or_else(unknown)?;
+        let (server, upstream) = self.upstreams.get_key_value(server).ok_or_else(unknown)?;
+        if !self.policy.allows_namespace(caller, server) {
+            return Err(unknown());
+        }
+        match upstream.status() {
+            Status::Up(connection) => Ok((server.as_str(), connection)),
+            _ => Err(McpError::internal_error(self.down_message(upstream), None)),
+        }
+    }
+}
+
+fn unknown_tool(name: &str) -> McpError {
+    McpError::invalid_params(format!("unknown tool `{name}`"), None)
+}
+
+fn upstream_failure(server: &str, error: ServiceError) -> McpError {
+    match error {
+        ServiceError::McpError(mut e) => {
+            e.message = format!("upstream MCP server `{server}`: {}", e.message).into();
+            e
+        }
+        other => McpError::internal_error(format!("upstream MCP server `{server}`: {other}"), None),
+    }
+}

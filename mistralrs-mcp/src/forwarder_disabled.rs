@@ -1,0 +1,115 @@
+//! The forwarder when the `tool-forwarding` feature is off: nothing is
+//! forwarded, and configured upstreams are reported once as ignored.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, GetPromptRequestParams, GetPromptResponse, Prompt,
+    ReadResourceRequestParams, ReadResourceResponse, Resource, ResourceTemplate, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, Peer, RoleServer};
+use serde::Serialize;
+
+use crate::Result;
+use crate::config::{McpClientConfig, ToolForwardingConfig};
+use crate::scope::CallerScope;
+
+/// How one upstream stands; never produced in this build.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamHealth {
+    /// The server's configured name.
+    pub name: String,
+}
+
+/// Uninhabited: [`Forwarder::start`] always returns `None`.
+#[derive(Debug)]
+pub enum Forwarder {}
+
+impl Forwarder {
+    /// Warns when upstreams are configured; forwards nothing.
+    pub async fn start(
+        client: &McpClientConfig,
+        forwarding: &ToolForwardingConfig,
+    ) -> Result<Option<Arc<Self>>> {
+        if forwarding.enabled && !client.active_servers().is_empty() {
+            tracing::warn!(
+                "[mcp_client] servers are configured but this build has no `tool-forwarding` feature: they are ignored"
+            );
+        }
+        Ok(None)
+    }
+
+    /// Never called.
+    pub fn shutdown(&self) {
+        match *self {}
+    }
+
+    /// Never called.
+    pub fn health(&self) -> Vec<UpstreamHealth> {
+        match *self {}
+    }
+
+    /// Never called.
+    pub fn owns(&self, _name: &str) -> bool {
+        match *self {}
+    }
+
+    /// Never called.
+    pub fn subscribe(&self, _peer: Peer<RoleServer>) {
+        match *self {}
+    }
+
+    /// Never called.
+    pub fn list_tools(&self, _caller: &CallerScope) -> Vec<Tool> {
+        match *self {}
+    }
+
+    /// Never called.
+    pub fn get_tool(&self, _name: &str) -> Option<Tool> {
+        match *self {}
+    }
+
+    /// Never called.
+    pub async fn call_tool(
+        &self,
+        _caller: &CallerScope,
+        _request: CallToolRequestParams,
+        _context: &RequestContext<RoleServer>,
+    ) -> std::result::Result<CallToolResult, McpError> {
+        match *self {}
+    }
+
+    /// Never called.
+    pub fn list_prompts(&self, _caller: &CallerScope) -> Vec<Prompt> {
+        match *self {}
+    }
+
+    /// Never called.
+    pub async fn get_prompt(
+        &self,
+        _caller: &CallerScope,
+        _request: GetPromptRequestParams,
+    ) -> std::result::Result<GetPromptResponse, McpError> {
+        match *self {}
+    }
+
+    /// Never called.
+    pub fn list_resources(&self, _caller: &CallerScope) -> Vec<Resource> {
+        match *self {}
+    }
+
+    /// Never called.
+    pub fn list_resource_templates(&self, _caller: &CallerScope) -> Vec<ResourceTemplate> {
+        match *self {}
+    }
+
+    /// Never called.
+    pub async fn read_resource(
+        &self,
+        _caller: &CallerScope,
+        _request: ReadResourceRequestParams,
+    ) -> std::result::Result<ReadResourceResponse, McpError> {
+        match *self {}
+    }
+}

@@ -1,0 +1,56 @@
+//! What one caller may see and call, as resolved from its API key.
+//!
+//! The MCP endpoint's authentication layer puts a [`CallerScope`] in each
+//! request's extensions; the forwarder reads it for listing, calling and the
+//! cache key. Requests without one (no authentication, or a key without a scope)
+//! are limited by the global policy only.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::config::KeyScope;
+
+/// The limits of one scoped key. Unset fields allow everything (the global
+/// policy still applies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerScope {
+    /// Distinguishes scopes in cache keys; 0 is the unscoped caller.
+    pub id: usize,
+    /// Namespaces the caller may use.
+    pub namespaces: Option<BTreeSet<String>>,
+    /// Forwarded tool names the caller may use.
+    pub tools: Option<BTreeSet<String>>,
+}
+
+impl CallerScope {
+    /// The caller limited by the global policy only.
+    pub fn unscoped() -> Arc<Self> {
+        Arc::new(Self {
+            id: 0,
+            namespaces: None,
+            tools: None,
+        })
+    }
+
+    /// The scope of `[[tool_forwarding.security.key_scopes]]` entry `index`.
+    pub fn from_config(index: usize, scope: &KeyScope) -> Arc<Self> {
+        let set = |list: &Option<Vec<String>>| list.as_ref().map(|l| l.iter().cloned().collect());
+        Arc::new(Self {
+            id: index + 1,
+            namespaces: set(&scope.namespaces),
+            tools: set(&scope.tools),
+        })
+    }
+
+    /// Whether the caller may use anything of `namespace`.
+    pub fn allows_namespace(&self, namespace: &str) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|n| n.contains(namespace))
+    }
+
+    /// Whether the caller may use the forwarded tool `name` of `namespace`.
+    pub fn allows_tool(&self, namespace: &str, name: &str) -> bool {
+        self.allows_namespace(namespace) && self.tools.as_ref().is_none_or(|t| t.contains(name))
+    }
+}

@@ -1,0 +1,285 @@
+"""Drives forwarded upstream tools through /mcp/stream with the official Python MCP SDK.
+
+Usage: python forwarding_client.py <scenario> <url of /mcp/stream> <server base url> [args...]
+
+Scenarios (each exits non-zero with a message on the first mismatch):
+  suite <file> <text>      namespaced tools, prompts, resources; filesystem__read_text_file
+                           returns <file>'s <text>; echo; progress of a long-running operation
+  policy                   blocked tools hidden and refused, also under altered names
+  scoped <key>             a scoped key sees and calls only what its scope allows
+  cache <file>             a cacheable read is served from the cache until the TTL (1 s) ends
+  kill                     the stdio upstream killed mid-call: a tool error, then it is back
+  cancel <marker>          a call cancelled by the client is cancelled upstream (probe__wait)
+  call <tool> <json>       one call; prints {"is_error": ..., "text": ...}
+"""
+import json
+import os
+import signal
+import sys
+
+import anyio
+import httpx2
+from mcp import ClientSession, types
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+# Look-alikes of `everything__get-env` that must not reach the blocked tool.
+ALTERED_NAMES = [
+    "EVERYTHING__get-env",
+    "everything__GET-ENV",
+    "everything____get-env",
+    "everything___get-env",
+    "everything__get-env ",
+    "everything__get\u2010env",  # Unicode hyphen
+    "\u0435verything__get-env",  # Cyrillic e
+    "everything\uff3f\uff3fget-env",  # fullwidth low lines
+]
+
+
+async def metric(base, name, labels):
+    """The value of one series of /metrics, or 0 when absent."""
+    async with httpx2.AsyncClient() as http:
+        text = (await http.get(f"{base}/metrics")).text
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"mistralrs_{name}{{") and line.split("}")[0].endswith(want):
+            return float(line.rsplit(" ", 1)[1])
+        if line.startswith(f"mistralrs_{name}{{"):
+            got = line[line.index("{") + 1 : line.index("}")]
+            if sorted(got.split(",")) == sorted(want.split(",")):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def health(base):
+    async with httpx2.AsyncClient() as http:
+        return (await http.get(f"{base}/health")).json()
+
+
+async def expect_refused(session, name, arguments=None):
+    try:
+        result = await session.call_tool(name, arguments or {})
+    except MCPError as e:
+        assert "unknown tool" in str(e), (name, e)
+        return
+    raise AssertionError(f"{name!r} was not refused: {result}")
+
+
+def text_of(result):
+    return "".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+
+
+async def suite(session, base, path, expected):
+    tools = {t.name: t for t in (await session.list_tools()).tools}
+    for name in ["chat", "everything__echo", "everything__trigger-long-running-operation", "filesystem__read_text_file"]:
+        assert name in tools, sorted(tools)
+    assert not any(n in tools for n in ["echo", "read_text_file"]), "only namespaced names"
+    echo = tools["everything__echo"]
+    assert echo.input_schema["properties"]["message"]["type"] == "string", echo.input_schema
+    long_op = tools["everything__trigger-long-running-operation"]
+    assert long_op.annotations and long_op.annotations.read_only_hint is True, long_op
+    assert long_op.title == "Trigger Long Running Operation Tool", long_op
+
+    result = await session.call_tool("filesystem__read_text_file", {"path": path})
+    assert not result.is_error, result
+    assert text_of(result) == expected, (text_of(result), expected)
+
+    result = await session.call_tool("everything__echo", {"message": "hi there"})
+    assert not result.is_error and "hi there" in text_of(result), result
+
+    progress = []
+
+    async def on_progress(value, total, message):
+        progress.append((value, total))
+
+    result = await session.call_tool(
+        "everything__trigger-long-running-operation",
+        {"duration": 1, "steps": 4},
+        progress_callback=on_progress,
+    )
+    assert not result.is_error, result
+    assert progress == [(1, 4), (2, 4), (3, 4), (4, 4)], progress
+
+    # An upstream error comes back as a tool error with the upstream's message.
+    result = await session.call_tool("filesystem__read_text_file", {"path": "/etc/passwd"})
+    assert result.is_error, result
+    assert "filesystem" in text_of(result).lower() or "denied" in text_of(result).lower(), result
+
+    # Arguments are checked against the tool's schema before forwarding.
+    try:
+        await session.call_tool("everything__echo", {"message": 42})
+        raise AssertionError("wrong argument type was forwarded")
+    except MCPError as e:
+        assert "arguments of `everything__echo`" in str(e), e
+
+    prompts = {p.name for p in (await session.list_prompts()).prompts}
+    assert "everything__simple-prompt" in prompts, prompts
+    prompt = await session.get_prompt("everything__simple-prompt")
+    assert "without arguments" in prompt.messages[0].content.text, prompt
+
+    templates = (await session.list_resource_templates()).resource_templates
+    assert any(t.name.startswith("everything__") for t in templates), templates
+    uri = "demo://resource/dynamic/text/1"
+    read = await session.read_resource(uri)
+    assert read.contents and str(read.contents[0].uri) == uri, read
+
+    assert await metric(base, "tool_calls_total", {"namespace": "everything", "tool": "echo", "outcome": "ok"}) >= 1
+    assert await metric(base, "mcp_upstream_up", {"server": "filesystem"}) == 1
+    print("suite ok")
+
+
+async def policy(session, base):
+    tools = {t.name for t in (await session.list_tools()).tools}
+    assert "everything__echo" in tools, tools
+    assert "everything__get-env" not in tools, "blocked tool listed"
+    assert not any(t.startswith("filesystem__") for t in tools), "namespace not allowed"
+    before = await metric(base, "tool_errors_total", {"namespace": "everything", "kind": "denied"})
+    await expect_refused(session, "everything__get-env")
+    after = await metric(base, "tool_errors_total", {"namespace": "everything", "kind": "denied"})
+    assert after == before + 1, (before, after)
+    for name in ALTERED_NAMES:
+        await expect_refused(session, name)
+    await expect_refused(session, "filesystem__list_allowed_directories")
+    result = await session.call_tool("everything__echo", {"message": "allowed"})
+    assert not result.is_error, result
+    print("policy ok")
+
+
+async def scoped(session, base):
+    tools = {t.name for t in (await session.list_tools()).tools}
+    assert "everything__echo" in tools, tools
+    assert "everything__get-sum" not in tools, tools
+    assert not any(t.startswith("filesystem__") for t in tools), tools
+    await expect_refused(session, "everything__get-sum", {"a": 1, "b": 2})
+    await expect_refused(session, "filesystem__list_allowed_directories")
+    result = await session.call_tool("everything__echo", {"message": "scoped"})
+    assert not result.is_error, result
+    # The upstream child process never sees the server's keys.
+    env = text_of(await session.call_tool("everything__get-env", {}))
+    assert "PATH" in env, env
+    for secret in ["MISTRALRS_MCP_API_KEYS", "TEST_SCOPED_KEY", "full-access", "scoped-key-123"]:
+        assert secret not in env, f"{secret} reached the upstream: {env}"
+    prompts = {p.name for p in (await session.list_prompts()).prompts}
+    assert "everything__simple-prompt" in prompts, prompts
+    print("scoped ok")
+
+
+async def cache(session, base, path):
+    labels = {"namespace": "filesystem"}
+    hits0 = await metric(base, "tool_cache_hits_total", labels)
+    misses0 = await metric(base, "tool_cache_misses_total", labels)
+    with open(path, "w") as f:
+        f.write("first")
+    first = await session.call_tool("filesystem__read_text_file", {"path": path})
+    with open(path, "w") as f:
+        f.write("second")
+    # The same call, keys in the same order: a hit, so the old content.
+    again = await session.call_tool("filesystem__read_text_file", {"path": path})
+    assert text_of(first) == "first" and text_of(again) == "first", (first, again)
+    assert await metric(base, "tool_cache_hits_total", labels) == hits0 + 1
+    assert await metric(base, "tool_cache_misses_total", labels) == misses0 + 1
+    # A tool not declared cacheable is always forwarded.
+    listing = await session.call_tool("filesystem__get_file_info", {"path": path})
+    assert not listing.is_error, listing
+    assert await metric(base, "tool_cache_hits_total", labels) == hits0 + 1
+    # Errors are not cached: the same failing call is forwarded twice.
+    missing = path + ".missing"
+    for _ in range(2):
+        result = await session.call_tool("filesystem__read_text_file", {"path": missing})
+        assert result.is_error, result
+    assert await metric(base, "tool_cache_misses_total", labels) == misses0 + 3
+    await anyio.sleep(1.5)
+    fresh = await session.call_tool("filesystem__read_text_file", {"path": path})
+    assert text_of(fresh) == "second", fresh
+    assert await metric(base, "tool_cache_misses_total", labels) == misses0 + 4
+    print("cache ok")
+
+
+def upstream(state, name):
+    return next(u for u in state["mcp_upstreams"] if u["name"] == name)
+
+
+async def kill(session, base, changed):
+    before = upstream(await health(base), "everything")
+    assert before["status"] == "up" and before["pid"], before
+    progress = []
+    result = {}
+
+    async def on_progress(value, total, message):
+        progress.append(value)
+
+    async def long_call():
+        result["value"] = await session.call_tool(
+            "everything__trigger-long-running-operation",
+            {"duration": 20, "steps": 20},
+            progress_callback=on_progress,
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(long_call)
+        with anyio.fail_after(15):
+            while not progress:
+                await anyio.sleep(0.05)
+        os.kill(before["pid"], signal.SIGKILL)
+    killed = result["value"]
+    assert killed.is_error, killed
+    assert "everything" in text_of(killed), killed
+    # Back after a reconnect, as a new process, with its tools.
+    with anyio.fail_after(20):
+        while True:
+            now = upstream(await health(base), "everything")
+            if now["status"] == "up" and now["pid"] != before["pid"]:
+                break
+            await anyio.sleep(0.1)
+    echo = await session.call_tool("everything__echo", {"message": "back"})
+    assert not echo.is_error and "back" in text_of(echo), echo
+    assert changed, "no notifications/tools/list_changed reached the client"
+    print("kill ok")
+
+
+async def cancel(session, base, marker):
+    with anyio.move_on_after(1.5):
+        await session.call_tool("probe__wait", {})
+        raise AssertionError("probe__wait returned before the cancellation")
+    with anyio.fail_after(10):
+        while not os.path.exists(marker):
+            await anyio.sleep(0.05)
+    assert open(marker).read() == "cancelled"
+    assert await metric(base, "tool_errors_total", {"namespace": "probe", "kind": "cancelled"}) == 1
+    print("cancel ok")
+
+
+async def main(scenario, url, base, *args):
+    key = args[0] if scenario == "scoped" else os.environ.get("MCP_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=120.0))
+    changed = []
+
+    async def on_message(message):
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.append(message)
+
+    async with streamable_http_client(url, http_client=http) as (read, write):
+        async with ClientSession(read, write, message_handler=on_message) as session:
+            await session.initialize()
+            if scenario == "suite":
+                await suite(session, base, args[0], args[1])
+            elif scenario == "policy":
+                await policy(session, base)
+            elif scenario == "scoped":
+                await scoped(session, base)
+            elif scenario == "cache":
+                await cache(session, base, args[0])
+            elif scenario == "cancel":
+                await cancel(session, base, args[0])
+            elif scenario == "kill":
+                await kill(session, base, changed)
+            elif scenario == "call":
+                result = await session.call_tool(args[0], json.loads(args[1]))
+                print(json.dumps({"is_error": bool(result.is_error), "text": text_of(result)}))
+            else:
+                raise SystemExit(f"unknown scenario {scenario}")
+
+
+if __name__ == "__main__":
+    anyio.run(main, *sys.argv[1:])

@@ -1,0 +1,361 @@
+//! Tool forwarding end to end: real upstream MCP servers from npm
+//! (`@modelcontextprotocol/server-everything` over stdio and Streamable HTTP,
+//! `@modelcontextprotocol/server-filesystem` on a temporary folder) behind the
+//! real binary, driven through /mcp/stream by the official Python MCP SDK
+//! (tests/python/forwarding_client.py).
+#![cfg(feature = "tool-forwarding")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, node, node_package, run_python};
+use serde_json::Value;
+
+const EVERYTHING: &str = "@modelcontextprotocol/server-everything";
+const FILESYSTEM: &str = "@modelcontextprotocol/server-filesystem";
+
+/// `[[mcp_client.servers]]` for server-everything over stdio.
+fn everything_stdio(timeout_secs: u64) -> String {
+    format!(
+        "[[mcp_client.servers]]\nname = \"everything\"\ncommand = {:?}\nargs = [{:?}]\ntimeout_secs = {timeout_secs}\n",
+        node(),
+        node_package(EVERYTHING, "dist/index.js"),
+    )
+}
+
+/// `[[mcp_client.servers]]` for server-filesystem serving `dir`.
+fn filesystem_stdio(dir: &Path) -> String {
+    format!(
+        "[[mcp_client.servers]]\nname = \"filesystem\"\ncommand = {:?}\nargs = [{:?}, {:?}]\n",
+        node(),
+        node_package(FILESYSTEM, "dist/index.js"),
+        dir.display().to_string(),
+    )
+}
+
+fn start(config: &str) -> Server {
+    let toml = format!("[mcp_client]\nenabled = true\n{config}");
+    Server::start_with_config(&["--http-mcp-port", "0"], Some(&toml))
+}
+
+fn forwarding(server: &Server, args: &[&str]) -> String {
+    let mcp = server.mcp.clone().unwrap();
+    let mut all = vec![args[0], mcp.as_str(), server.base.as_str()];
+    all.extend(&args[1..]);
+    run_python("forwarding_client.py", &all)
+}
+
+/// A temporary folder, canonical (server-filesystem compares real paths).
+fn shared_dir() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().canonicalize().unwrap().display().to_string();
+    (dir, real)
+}
+
+/// Polls `/health` (bounded) until upstream `name` satisfies `ready`.
+async fn wait_upstream(server: &Server, name: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = server.health().await;
+        let upstream = health["mcp_upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .cloned()
+            .unwrap();
+        if ready(&upstream) {
+            return upstream;
+        }
+        assert!(Instant::now() < deadline, "upstream {name}: {upstream}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn metrics_text(server: &Server) -> String {
+    reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn forwards_tools_prompts_and_resources_of_real_upstreams() {
+    let (_dir, path) = shared_dir();
+    let file = format!("{path}/notes.txt");
+    std::fs::write(&file, "forwarded through mistralrs").unwrap();
+    let server = start(&format!(
+        "{}{}",
+        everything_stdio(30),
+        filesystem_stdio(Path::new(&path))
+    ));
+    let health = server.health().await;
+    assert_eq!(health["status"], "ok");
+    for upstream in health["mcp_upstreams"].as_array().unwrap() {
+        assert_eq!(upstream["status"], "up", "{health}");
+        assert!(upstream["tools"].as_u64().unwrap() > 5, "{health}");
+    }
+    let out = forwarding(&server, &["suite", &file, "forwarded through mistralrs"]);
+    assert!(out.contains("suite ok"), "{out}");
+    let metrics = metrics_text(&server).await;
+    assert!(
+        metrics
+            .contains("mistralrs_tool_forwarded_duration_seconds_count{namespace=\"filesystem\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mistralrs_mcp_upstream_up{server=\"everything\"} 1"));
+}
+
+#[tokio::test]
+async fn the_policy_hides_and_refuses_blocked_tools_under_any_spelling() {
+    let (_dir, path) = shared_dir();
+    let server = start(&format!(
+        "{}{}[tool_forwarding.security]\nallowed_namespaces = [\"everything\"]\nblocked_tools = [\"everything__get-env\"]\n",
+        everything_stdio(30),
+        filesystem_stdio(Path::new(&path))
+    ));
+    let out = forwarding(&server, &["policy"]);
+    assert!(out.contains("policy ok"), "{out}");
+}
+
+#[tokio::test]
+async fn a_keys_scope_limits_what_it_sees_and_calls_and_keys_stay_out_of_upstreams() {
+    let (_dir, path) = shared_dir();
+    let toml = format!(
+        "[http_mcp]\nauth_method = \"api_key\"\n\
+         [mcp_client]\nenabled = true\n{}{}\
+         [[tool_forwarding.security.key_scopes]]\nkey_env = \"TEST_SCOPED_KEY\"\n\
+         namespaces = [\"everything\"]\ntools = [\"everything__echo\", \"everything__get-env\"]\n",
+        everything_stdio(30),
+        filesystem_stdio(Path::new(&path))
+    );
+    let server = Server::start_with_env(
+        &["--http-mcp-port", "0"],
+        Some(&toml),
+        &[
+            ("TEST_SCOPED_KEY", "scoped-key-123"),
+            ("MISTRALRS_MCP_API_KEYS", "full-access"),
+        ],
+    );
+    let out = forwarding(&server, &["scoped", "scoped-key-123"]);
+    assert!(out.contains("scoped ok"), "{out}");
+}
+
+#[tokio::test]
+async fn cacheable_results_are_replayed_until_the_ttl_and_errors_never() {
+    let (_dir, path) = shared_dir();
+    let server = start(&format!(
+        "{}[tool_forwarding.cache]\nenabled = true\nttl_seconds = 1\nmax_size = 100\ncacheable_tools = [\"filesystem__read_text_file\"]\n",
+        filesystem_stdio(Path::new(&path))
+    ));
+    let out = forwarding(&server, &["cache", &format!("{path}/cached.txt")]);
+    assert!(out.contains("cache ok"), "{out}");
+}
+
+#[tokio::test]
+async fn an_upstream_killed_mid_call_gives_an_error_and_is_back_after_reconnect() {
+    let server = start(&everything_stdio(30));
+    let out = forwarding(&server, &["kill"]);
+    assert!(out.contains("kill ok"), "{out}");
+    let metrics = metrics_text(&server).await;
+    for series in [
+        "mistralrs_tool_calls_total{namespace=\"everything\",outcome=\"tool_error\",tool=\"trigger-long-running-operation\"} 1",
+        "mistralrs_tool_errors_total{kind=\"transport\",namespace=\"everything\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_call_is_cancelled_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("cancelled");
+    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = format!(
+        "{}/tests/python/cancel_probe_server.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let server = start(&format!(
+        "[[mcp_client.servers]]\nname = \"probe\"\ncommand = {python:?}\nargs = [{probe:?}, {:?}]\n",
+        marker.display().to_string()
+    ));
+    wait_upstream(&server, "probe", |u| u["status"] == "up").await;
+    let out = forwarding(&server, &["cancel", &marker.display().to_string()]);
+    assert!(out.contains("cancel ok"), "{out}");
+}
+
+/// server-everything in Streamable HTTP mode on `port`, killed on drop.
+struct HttpUpstream(Child);
+
+impl HttpUpstream {
+    fn start(port: u16) -> Self {
+        let child = Command::new(node())
+            .arg(node_package(EVERYTHING, "dist/index.js"))
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "server-everything did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for HttpUpstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn call(server: &Server, tool: &str, arguments: &str) -> Value {
+    let out = forwarding(server, &["call", tool, arguments]);
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+#[tokio::test]
+async fn an_http_upstream_that_goes_away_fails_fast_and_is_back_when_it_returns() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let upstream = HttpUpstream::start(port);
+    let server = start(&format!(
+        "[[mcp_client.servers]]\nname = \"remote\"\nurl = \"http://127.0.0.1:{port}/mcp\"\ntimeout_secs = 5\n"
+    ));
+    wait_upstream(&server, "remote", |u| u["status"] == "up").await;
+    let echoed = call(&server, "remote__echo", r#"{"message": "over http"}"#);
+    assert_eq!(echoed["is_error"], false, "{echoed}");
+    assert!(echoed["text"].as_str().unwrap().contains("over http"));
+
+    drop(upstream);
+    let failed = call(&server, "remote__echo", r#"{"message": "anyone?"}"#);
+    assert_eq!(failed["is_error"], true, "{failed}");
+    assert!(
+        failed["text"].as_str().unwrap().contains("remote"),
+        "{failed}"
+    );
+    let down = wait_upstream(&server, "remote", |u| u["status"] == "down").await;
+    assert!(down["error"].is_string(), "{down}");
+    let started = Instant::now();
+    let fast = call(&server, "remote__echo", r#"{"message": "still there?"}"#);
+    assert_eq!(fast["is_error"], true, "{fast}");
+    assert!(
+        fast["text"].as_str().unwrap().contains("unavailable"),
+        "{fast}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a down upstream fails fast"
+    );
+
+    let _back = HttpUpstream::start(port);
+    wait_upstream(&server, "remote", |u| u["status"] == "up").await;
+    let echoed = call(&server, "remote__echo", r#"{"message": "again"}"#);
+    assert_eq!(echoed["is_error"], false, "{echoed}");
+}
+
+#[tokio::test]
+async fn upstreams_that_fail_or_hang_do_not_stop_the_server_or_the_others() {
+    let server = start(&format!(
+        "[[mcp_client.servers]]\nname = \"missing\"\ncommand = \"/nonexistent/mcp-server\"\n\
+         [[mcp_client.servers]]\nname = \"silent\"\ncommand = \"sleep\"\nargs = [\"60\"]\ntimeout_secs = 1\n{}",
+        everything_stdio(30)
+    ));
+    let missing = wait_upstream(&server, "missing", |u| u["status"] == "down").await;
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/mcp-server"),
+        "{missing}"
+    );
+    let silent = wait_upstream(&server, "silent", |u| u["status"] == "down").await;
+    assert!(
+        silent["error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within 1 s"),
+        "{silent}"
+    );
+    wait_upstream(&server, "everything", |u| u["status"] == "up").await;
+    let echoed = call(&server, "everything__echo", r#"{"message": "fine"}"#);
+    assert_eq!(echoed["is_error"], false, "{echoed}");
+    let refused = call(&server, "silent__anything", "{}");
+    assert_eq!(refused["is_error"], true, "{refused}");
+    assert!(refused["text"].as_str().unwrap().contains("unavailable"));
+    let metrics = metrics_text(&server).await;
+    assert!(metrics.contains("mistralrs_mcp_upstream_up{server=\"silent\"} 0"));
+    assert!(metrics.contains("mistralrs_mcp_upstream_up{server=\"everything\"} 1"));
+    // The model is still served.
+    let (status, _) = common::post(
+        &server,
+        "/v1/chat/completions",
+        &serde_json::json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_call_without_an_answer_within_the_timeout_is_a_tool_error() {
+    let server = start(&everything_stdio(3));
+    wait_upstream(&server, "everything", |u| u["status"] == "up").await;
+    let started = Instant::now();
+    let slow = call(
+        &server,
+        "everything__trigger-long-running-operation",
+        r#"{"duration": 8, "steps": 1}"#,
+    );
+    assert_eq!(slow["is_error"], true, "{slow}");
+    assert!(
+        slow["text"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 3 s"),
+        "{slow}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+    // The upstream is still up and answers the next call.
+    let echoed = call(&server, "everything__echo", r#"{"message": "after"}"#);
+    assert_eq!(echoed["is_error"], false, "{echoed}");
+}
+
+#[test]
+fn a_server_name_holding_the_separator_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mistralrs.toml");
+    std::fs::write(
+        &config,
+        "[mcp_client]\nenabled = true\n[[mcp_client.servers]]\nname = \"my__fs\"\ncommand = \"true\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mistralrs-server"))
+        .args(["--port", "0", "--config"])
+        .arg(&config)
+        .args(["run", "-m", "demo"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("my__fs") && stderr.contains("separator"),
+        "{stderr}"
+    );
+}

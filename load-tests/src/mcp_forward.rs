@@ -4,8 +4,8 @@
 //! the tool has there (`direct=http://127.0.0.1:3001/mcp@echo`,
 //! `mistralrs=http://127.0.0.1:4322/mcp/stream@everything__echo`). For each
 //! concurrency level, every target gets the same number of clients for the same
-//! time, each client one MCP session (rmcp's client) calling the tool back to
-//! back. Targets are measured in rounds, alternating, so that a noisy machine
+//! time, each client one MCP session (rmcp's client, opened before timing
+//! starts) calling the tool back to back. Targets are measured in rounds, alternating, so that a noisy machine
 //! hurts them alike. The summary has p50/p95/p99 and calls/s per target and
 //! level, and the overhead of each target over the first one.
 
@@ -93,45 +93,68 @@ struct Log {
     busy: Duration,
 }
 
-/// One client: a session, then calls until `deadline`.
-async fn client(target: Target, deadline: Instant, message: String) -> anyhow::Result<Log> {
-    let info = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("mistralrs-load", env!("CARGO_PKG_VERSION")),
-    );
-    let session = info
-        .serve(StreamableHttpClientTransport::from_uri(target.url.clone()))
-        .await
-        .with_context(|| format!("initializing {}", target.url))?;
-    let mut log = Log::default();
-    let arguments = json!({"message": message});
-    let arguments = arguments.as_object().cloned().unwrap_or_default();
-    let started = Instant::now();
-    while Instant::now() < deadline {
-        let call =
-            CallToolRequestParams::new(target.tool.clone()).with_arguments(arguments.clone());
-        let t = Instant::now();
-        match session.call_tool(call).await {
-            Ok(result) if result.is_error != Some(true) => {
-                log.latencies.push(t.elapsed().as_secs_f64())
-            }
-            _ => log.errors += 1,
-        }
+type Session = rmcp::service::RunningService<rmcp::RoleClient, ClientConfig>;
+
+/// `clients` MCP sessions on `target`, opened at once before any timing (a
+/// gateway that starts a process per session pays for it here, not in the
+/// latencies).
+async fn open_sessions(target: &Target, clients: usize) -> anyhow::Result<Vec<Session>> {
+    let opening: Vec<_> = (0..clients)
+        .map(|_| {
+            let url = target.url.clone();
+            tokio::spawn(async move {
+                let info = ClientConfig::new(
+                    ClientCapabilities::default(),
+                    Implementation::new("mistralrs-load", env!("CARGO_PKG_VERSION")),
+                );
+                let opened = info.serve(StreamableHttpClientTransport::from_uri(url.clone()));
+                tokio::time::timeout(Duration::from_secs(120), opened)
+                    .await
+                    .with_context(|| format!("initializing {url}: no answer within 120 s"))?
+                    .with_context(|| format!("initializing {url}"))
+            })
+        })
+        .collect();
+    let mut sessions = Vec::with_capacity(clients);
+    for task in opening {
+        sessions.push(task.await??);
     }
-    log.busy = started.elapsed();
-    let _ = session.cancel().await;
-    Ok(log)
+    Ok(sessions)
 }
 
-/// `clients` sessions on `target` for `duration`.
-async fn measure(target: &Target, clients: usize, duration: Duration) -> anyhow::Result<Log> {
+/// Every session calls `tool` back to back for `duration`.
+async fn measure(sessions: &[Session], tool: &str, duration: Duration) -> anyhow::Result<Log> {
     let deadline = Instant::now() + duration;
-    let tasks: Vec<_> = (0..clients)
-        .map(|i| tokio::spawn(client(target.clone(), deadline, format!("load {i}"))))
+    let tasks: Vec<_> = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, session)| {
+            let peer = session.peer().clone();
+            let tool = tool.to_owned();
+            tokio::spawn(async move {
+                let arguments = json!({"message": format!("load {i}")});
+                let arguments = arguments.as_object().cloned().unwrap_or_default();
+                let mut log = Log::default();
+                let started = Instant::now();
+                while Instant::now() < deadline {
+                    let call =
+                        CallToolRequestParams::new(tool.clone()).with_arguments(arguments.clone());
+                    let t = Instant::now();
+                    match peer.call_tool(call).await {
+                        Ok(result) if result.is_error != Some(true) => {
+                            log.latencies.push(t.elapsed().as_secs_f64())
+                        }
+                        _ => log.errors += 1,
+                    }
+                }
+                log.busy = started.elapsed();
+                log
+            })
+        })
         .collect();
     let mut total = Log::default();
     for task in tasks {
-        let log = task.await??;
+        let log = task.await?;
         total.latencies.extend(log.latencies);
         total.errors += log.errors;
         total.busy = total.busy.max(log.busy);
@@ -154,15 +177,22 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let slice = Duration::from_secs_f64(args.seconds as f64 / f64::from(args.rounds));
     let mut measurements = Vec::new();
     for &clients in &args.clients {
+        let mut sessions = Vec::with_capacity(targets.len());
+        for target in &targets {
+            sessions.push(open_sessions(target, clients).await?);
+        }
         let mut logs: BTreeMap<usize, Log> = BTreeMap::new();
         for _ in 0..args.rounds {
             for (i, target) in targets.iter().enumerate() {
-                let log = measure(target, clients, slice).await?;
+                let log = measure(&sessions[i], &target.tool, slice).await?;
                 let total = logs.entry(i).or_default();
                 total.latencies.extend(log.latencies);
                 total.errors += log.errors;
                 total.busy += log.busy;
             }
+        }
+        for session in sessions.into_iter().flatten() {
+            let _ = session.cancel().await;
         }
         let mut baseline = None;
         for (i, target) in targets.iter().enumerate() {

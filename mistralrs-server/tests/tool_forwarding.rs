@@ -111,13 +111,32 @@ async fn forwards_tools_prompts_and_resources_of_real_upstreams() {
         "{metrics}"
     );
     assert!(metrics.contains("mistralrs_mcp_upstream_up{server=\"everything\"} 1"));
+    common::assert_promtool_accepts(&metrics);
+    // The dashboard's tool panels query series this server exports.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana-dashboard.json"
+    ))
+    .unwrap();
+    for family in [
+        "mistralrs_tool_calls_total",
+        "mistralrs_tool_forwarded_duration_seconds",
+        "mistralrs_tool_errors_total",
+        "mistralrs_mcp_upstream_up",
+    ] {
+        assert!(dashboard.contains(family), "{family} has no panel");
+        assert!(
+            metrics.contains(&format!("# TYPE {family} ")),
+            "{family} not exported"
+        );
+    }
 }
 
 #[tokio::test]
 async fn the_policy_hides_and_refuses_blocked_tools_under_any_spelling() {
     let (_dir, path) = shared_dir();
     let server = start(&format!(
-        "{}{}[tool_forwarding.security]\nallowed_namespaces = [\"everything\"]\nblocked_tools = [\"everything__get-env\"]\n",
+        "{}{}[tool_forwarding.security]\nallowed_namespaces = [\"everything\"]\nblocked_tools = [\"everything__get-env\"]\nmax_argument_bytes = 2000\n",
         everything_stdio(30),
         filesystem_stdio(Path::new(&path))
     ));

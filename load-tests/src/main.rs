@@ -3,8 +3,12 @@
 //! Every scenario runs a bounded number of clients for a bounded time and prints a
 //! JSON summary on stdout (and writes it with `--out`).
 
+mod chart;
+mod mcp_client;
 mod mcp_forward;
+mod mcp_sessions;
 mod openai_stream;
+mod soak_faults;
 mod stats;
 
 use std::path::Path;
@@ -29,6 +33,12 @@ enum Scenario {
     /// The same MCP tool call through several endpoints (an upstream directly,
     /// this server's /mcp/stream, peer gateways), alternating, in one run.
     McpForward(mcp_forward::Args),
+    /// Many MCP sessions at once (ramped), each initializing, listing tools and
+    /// calling a tool in a loop; server memory per stage.
+    McpSessions(mcp_sessions::Args),
+    /// Mixed load while upstreams are killed, clients hang up and malformed
+    /// requests arrive; then checks nothing was lost or leaked.
+    SoakFaults(soak_faults::Args),
 }
 
 /// Refuses any URL whose host is not a loopback address: load stays on this machine.
@@ -44,12 +54,18 @@ fn require_loopback(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints the summary as JSON, and writes it to `out` when given.
-fn emit(summary: &impl Serialize, out: Option<&Path>) -> anyhow::Result<()> {
+/// Prints the summary as JSON; with `out`, writes it there and the chart
+/// beside it (same name, `.png`).
+fn emit(
+    summary: &impl Serialize,
+    out: Option<&Path>,
+    chart: &chart::Chart<'_>,
+) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(summary)?;
     println!("{text}");
     if let Some(out) = out {
         std::fs::write(out, text + "\n").with_context(|| format!("writing {}", out.display()))?;
+        chart::draw(&out.with_extension("png"), chart)?;
     }
     Ok(())
 }
@@ -59,5 +75,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::OpenaiStream(args) => openai_stream::run(args).await,
         Scenario::McpForward(args) => mcp_forward::run(args).await,
+        Scenario::McpSessions(args) => mcp_sessions::run(args).await,
+        Scenario::SoakFaults(args) => soak_faults::run(args).await,
     }
 }

@@ -13,12 +13,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
-use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::model::JsonObject;
 use serde::Serialize;
-use serde_json::json;
 
+use crate::chart::{Chart, Series};
+use crate::mcp_client::{self, Outcome, Session};
 use crate::stats::Percentiles;
 
 /// Options of the scenario.
@@ -93,26 +92,18 @@ struct Log {
     busy: Duration,
 }
 
-type Session = rmcp::service::RunningService<rmcp::RoleClient, ClientConfig>;
-
 /// `clients` MCP sessions on `target`, opened at once before any timing (a
 /// gateway that starts a process per session pays for it here, not in the
 /// latencies).
-async fn open_sessions(target: &Target, clients: usize) -> anyhow::Result<Vec<Session>> {
+async fn open_sessions(
+    http: &reqwest::Client,
+    target: &Target,
+    clients: usize,
+) -> anyhow::Result<Vec<Session>> {
     let opening: Vec<_> = (0..clients)
         .map(|_| {
-            let url = target.url.clone();
-            tokio::spawn(async move {
-                let info = ClientConfig::new(
-                    ClientCapabilities::default(),
-                    Implementation::new("mistralrs-load", env!("CARGO_PKG_VERSION")),
-                );
-                let opened = info.serve(StreamableHttpClientTransport::from_uri(url.clone()));
-                tokio::time::timeout(Duration::from_secs(120), opened)
-                    .await
-                    .with_context(|| format!("initializing {url}: no answer within 120 s"))?
-                    .with_context(|| format!("initializing {url}"))
-            })
+            let (http, url) = (http.clone(), target.url.clone());
+            tokio::spawn(async move { mcp_client::open(http, &url, None).await })
         })
         .collect();
     let mut sessions = Vec::with_capacity(clients);
@@ -132,18 +123,13 @@ async fn measure(sessions: &[Session], tool: &str, duration: Duration) -> anyhow
             let peer = session.peer().clone();
             let tool = tool.to_owned();
             tokio::spawn(async move {
-                let arguments = json!({"message": format!("load {i}")});
-                let arguments = arguments.as_object().cloned().unwrap_or_default();
+                let mut arguments = JsonObject::new();
+                arguments.insert("message".into(), format!("load {i}").into());
                 let mut log = Log::default();
                 let started = Instant::now();
                 while Instant::now() < deadline {
-                    let call =
-                        CallToolRequestParams::new(tool.clone()).with_arguments(arguments.clone());
-                    let t = Instant::now();
-                    match peer.call_tool(call).await {
-                        Ok(result) if result.is_error != Some(true) => {
-                            log.latencies.push(t.elapsed().as_secs_f64())
-                        }
+                    match mcp_client::call(&peer, &tool, &arguments).await {
+                        (Outcome::Ok, seconds) => log.latencies.push(seconds),
                         _ => log.errors += 1,
                     }
                 }
@@ -175,11 +161,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .map(|t| parse_target(t))
         .collect::<anyhow::Result<_>>()?;
     let slice = Duration::from_secs_f64(args.seconds as f64 / f64::from(args.rounds));
+    let http = reqwest::Client::new();
     let mut measurements = Vec::new();
     for &clients in &args.clients {
         let mut sessions = Vec::with_capacity(targets.len());
         for target in &targets {
-            sessions.push(open_sessions(target, clients).await?);
+            sessions.push(open_sessions(&http, target, clients).await?);
         }
         let mut logs: BTreeMap<usize, Log> = BTreeMap::new();
         for _ in 0..args.rounds {
@@ -219,7 +206,26 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         rounds: args.rounds,
         measurements,
     };
-    crate::emit(&summary, args.out.as_deref())
+    let series = targets
+        .iter()
+        .map(|t| Series {
+            name: format!("{} p95", t.name),
+            points: summary
+                .measurements
+                .iter()
+                .filter(|m| m.target == t.name)
+                .map(|m| (m.clients as f64, m.latency.p95_ms))
+                .collect(),
+        })
+        .collect();
+    let chart = Chart {
+        title: "mcp-forward: p95 of the same tool call by endpoint",
+        x_label: "concurrent clients",
+        y_label: "p95 ms",
+        log_x: true,
+        series,
+    };
+    crate::emit(&summary, args.out.as_deref(), &chart)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::chart::{Chart, Series};
 use crate::stats::Percentiles;
 
 /// Options of the scenario.
@@ -106,7 +107,28 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         lock_wait_us,
         lock_contentions,
     };
-    crate::emit(&summary, args.out.as_deref())
+    let percentiles = |p: &Percentiles| vec![(50.0, p.p50_ms), (95.0, p.p95_ms), (99.0, p.p99_ms)];
+    let chart = Chart {
+        title: &format!("openai-stream, {} clients", args.clients),
+        x_label: "percentile",
+        y_label: "ms",
+        log_x: false,
+        series: vec![
+            Series {
+                name: "time to first token".into(),
+                points: percentiles(&summary.time_to_first_token),
+            },
+            Series {
+                name: "inter-token latency".into(),
+                points: percentiles(&summary.inter_token_latency),
+            },
+            Series {
+                name: "request".into(),
+                points: percentiles(&summary.request_latency),
+            },
+        ],
+    };
+    crate::emit(&summary, args.out.as_deref(), &chart)
 }
 
 async fn client_loop(

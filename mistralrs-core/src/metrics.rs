@@ -63,7 +63,7 @@ pub struct Metrics {
     /// `http_mcp_active_sessions`: open MCP sessions.
     pub http_mcp_active_sessions: IntGauge,
     /// `http_mcp_errors_total{kind}`: MCP requests refused by the server's own
-    /// limits (`too_many_sessions`, `body_too_large`).
+    /// limits or checks (`too_many_sessions`, `body_too_large`, `parse_error`).
     pub http_mcp_errors: IntCounterVec,
     /// `lock_wait_seconds{lock}`: time spent waiting for contended locks.
     pub lock_wait: HistogramVec,

@@ -11,8 +11,8 @@ use mistralrs_core::Router;
 use mistralrs_mcp::Forwarder;
 use serde_json::{Value, json};
 
-use crate::metrics;
 use crate::openai::{self, ApiError};
+use crate::{metrics, unread_body};
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -38,6 +38,9 @@ pub fn app(state: Arc<AppState>, max_body_bytes: usize, metrics_path: &str) -> H
         .layer(middleware::from_fn(metrics::count_requests))
         .route(metrics_path, get(metrics::render))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::map_response(
+            unread_body::close_after_unread_body,
+        ))
         .with_state(state)
 }
 

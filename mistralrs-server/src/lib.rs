@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod model_source;
 pub mod openai;
 mod serve;
+pub mod unread_body;
 
 pub use serve::run;

@@ -130,11 +130,9 @@ async fn raw_requests_get_the_statuses_the_spec_names() {
         .send()
         .await
         .unwrap();
-    assert!(
-        malformed.status().is_client_error(),
-        "{}",
-        malformed.status()
-    );
+    assert_eq!(malformed.status(), 400);
+    let parse_error: serde_json::Value = malformed.json().await.unwrap();
+    assert_eq!(parse_error["error"]["code"], -32700, "{parse_error}");
     let again = client
         .post(&url)
         .header("accept", ACCEPT_BOTH)

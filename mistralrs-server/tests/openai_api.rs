@@ -195,6 +195,8 @@ async fn bad_requests_get_openai_errors_with_the_right_status() {
         .send()
         .await
         .unwrap();
+    // The rest of the body is unread: the connection must not be reused.
+    assert_eq!(r.headers()["connection"], "close");
     check(
         r.status().as_u16(),
         &r.json().await.unwrap(),

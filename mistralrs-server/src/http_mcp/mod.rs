@@ -8,6 +8,7 @@
 
 mod auth;
 mod handler;
+mod parse_errors;
 mod rate_limit;
 mod sessions;
 
@@ -85,9 +86,10 @@ pub fn app(
         max_sessions: config.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS),
     });
     // Layers run outermost first: count, authenticate, rate-limit, session limits,
-    // protocol version, serve.
+    // protocol version, JSON parse check, serve.
     let mut app = axum::Router::new()
         .nest_service(MCP_PATH, service)
+        .layer(middleware::from_fn(parse_errors::reject_malformed_json))
         .layer(middleware::from_fn(check_protocol_version))
         .layer(middleware::from_fn_with_state(
             limits,
@@ -106,7 +108,11 @@ pub fn app(
         app = app.layer(middleware::from_fn_with_state(keys, auth::require_key));
     }
     // Outermost, so refused requests are counted too.
-    Ok(app.layer(middleware::from_fn(count_requests)))
+    Ok(app
+        .layer(middleware::map_response(
+            crate::unread_body::close_after_unread_body,
+        ))
+        .layer(middleware::from_fn(count_requests)))
 }
 
 /// 400 with the JSON-RPC error the 2026-07-28 revision names

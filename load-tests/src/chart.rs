@@ -1,0 +1,126 @@
+//! PNG line charts of scenario results (plotters' bitmap backend).
+//!
+//! Text is drawn with DejaVu Sans from the Debian package `fonts-dejavu-core`,
+//! read once at run time (plotters' pure-Rust `ab_glyph` renderer needs the
+//! font's bytes; no system font library is linked).
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::{Context, anyhow};
+use plotters::prelude::*;
+
+/// The font file the charts use.
+const FONT_FILE: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// One line: its legend and its (x, y) points.
+pub(crate) struct Series {
+    pub(crate) name: String,
+    pub(crate) points: Vec<(f64, f64)>,
+}
+
+/// A chart to draw.
+pub(crate) struct Chart<'a> {
+    pub(crate) title: &'a str,
+    pub(crate) x_label: &'a str,
+    pub(crate) y_label: &'a str,
+    /// Logarithmic x axis (concurrency and session ramps).
+    pub(crate) log_x: bool,
+    pub(crate) series: Vec<Series>,
+}
+
+fn register_font() -> anyhow::Result<()> {
+    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            let bytes = std::fs::read(FONT_FILE)
+                .map_err(|e| format!("{FONT_FILE} (Debian package fonts-dejavu-core): {e}"))?;
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+                .map_err(|_| format!("{FONT_FILE} is not a usable font"))
+        })
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+/// Writes `chart` as a 1000×600 PNG at `path`.
+pub(crate) fn draw(path: &Path, chart: &Chart<'_>) -> anyhow::Result<()> {
+    register_font()?;
+    let points = chart.series.iter().flat_map(|s| s.points.iter());
+    let (mut x_min, mut x_max, mut y_max) = (f64::MAX, f64::MIN, 0f64);
+    for &(x, y) in points {
+        x_min = x_min.min(x);
+        x_max = x_max.max(x);
+        y_max = y_max.max(y);
+    }
+    if x_min > x_max {
+        (x_min, x_max) = (0.0, 1.0);
+    }
+    if x_min == x_max {
+        (x_min, x_max) = (x_min * 0.5, x_max * 1.5 + 1.0);
+    }
+    let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+    let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(chart.title, ("sans-serif", 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70);
+    if chart.log_x {
+        let mut ctx = builder
+            .build_cartesian_2d((x_min.max(1e-9)..x_max).log_scale(), 0f64..y_max)
+            .map_err(|e| anyhow!("{e}"))?;
+        ctx.configure_mesh()
+            .x_desc(chart.x_label)
+            .y_desc(chart.y_label)
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        plot_lines(&mut ctx, &chart.series)?;
+    } else {
+        let mut ctx = builder
+            .build_cartesian_2d(x_min..x_max, 0f64..y_max)
+            .map_err(|e| anyhow!("{e}"))?;
+        ctx.configure_mesh()
+            .x_desc(chart.x_label)
+            .y_desc(chart.y_label)
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        plot_lines(&mut ctx, &chart.series)?;
+    }
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn plot_lines<'a, X>(
+    ctx: &mut ChartContext<
+        'a,
+        BitMapBackend<'a>,
+        Cartesian2d<X, plotters::coord::types::RangedCoordf64>,
+    >,
+    series: &[Series],
+) -> anyhow::Result<()>
+where
+    X: Ranged<ValueType = f64>,
+{
+    for (i, s) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        ctx.draw_series(LineSeries::new(
+            s.points.iter().copied(),
+            color.stroke_width(2),
+        ))
+        .map_err(|e| anyhow!("{e}"))?
+        .label(s.name.clone())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        ctx.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    ctx.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}

@@ -24,6 +24,8 @@ fn server_binary() -> PathBuf {
 struct Server {
     child: Child,
     base: String,
+    /// Empty when the server has no MCP endpoint.
+    #[cfg_attr(not(feature = "mcp-scenarios"), allow(dead_code))]
     mcp: String,
     _dir: tempfile::TempDir,
 }
@@ -35,13 +37,21 @@ impl Drop for Server {
     }
 }
 
-/// The demo model with the MCP endpoint, and `config` as its config file.
+/// The demo model, with `config` as its config file, and with the MCP endpoint
+/// when the server is built with it (`mcp-scenarios`, on with the defaults).
 fn start_server(config: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mistralrs.toml");
     std::fs::write(&path, config).unwrap();
+    let mcp_port: &[&str] = if cfg!(feature = "mcp-scenarios") {
+        &["--http-mcp-port", "0"]
+    } else {
+        &[]
+    };
     let mut child = Command::new(server_binary())
-        .args(["--port", "0", "--http-mcp-port", "0", "--config"])
+        .args(["--port", "0"])
+        .args(mcp_port)
+        .arg("--config")
         .arg(&path)
         .args(["run", "-m", "demo"])
         .env("RUST_LOG", "error")
@@ -60,7 +70,7 @@ fn start_server(config: &str) -> Server {
             break;
         }
     }
-    assert!(!base.is_empty() && !mcp.is_empty(), "server start lines");
+    assert!(!base.is_empty(), "server start line");
     Server {
         child,
         base,
@@ -69,6 +79,7 @@ fn start_server(config: &str) -> Server {
     }
 }
 
+#[cfg(feature = "mcp-scenarios")]
 /// Node 22 and an npm package's entry script from mistralrs-server/tests/node
 /// (scripts/test-all runs `npm ci` there).
 fn node_package(package: &str, script: &str) -> (String, String) {
@@ -82,6 +93,7 @@ fn node_package(package: &str, script: &str) -> (String, String) {
     )
 }
 
+#[cfg(feature = "mcp-scenarios")]
 /// `[mcp_client]` with server-everything over stdio, namespace `everything`.
 fn everything_stdio() -> String {
     let (node, script) = node_package("@modelcontextprotocol/server-everything", "dist/index.js");
@@ -160,6 +172,7 @@ fn openai_stream_smoke() {
 }
 
 #[test]
+#[cfg(feature = "mcp-scenarios")]
 fn mcp_sessions_smoke() {
     let server = start_server("");
     let pid = server.child.id().to_string();
@@ -187,6 +200,7 @@ fn mcp_sessions_smoke() {
 }
 
 #[test]
+#[cfg(feature = "mcp-scenarios")]
 fn mcp_forward_smoke() {
     let (node, script) = node_package("@modelcontextprotocol/server-everything", "dist/index.js");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -247,6 +261,7 @@ fn mcp_forward_smoke() {
 }
 
 #[test]
+#[cfg(feature = "mcp-scenarios")]
 fn soak_faults_smoke() {
     let server = start_server(&everything_stdio());
     let summary = scenario(&[

@@ -2,7 +2,8 @@
 //! acquisitions are counted and timed and holds are sampled under the lock's name.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mistralrs_core::sync::{Mutex, RwLock};
 
@@ -15,49 +16,56 @@ fn sample(text: &str, series: &str) -> f64 {
 #[test]
 fn contention_is_counted_and_every_counted_wait_is_timed() {
     let lock = Arc::new(Mutex::new("test_contended", 0u64));
-    let threads = 4;
-    let barrier = Arc::new(Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
+    let series = |name: &str| {
+        sample(
+            &mistralrs_core::metrics::metrics().render(),
+            &format!(r#"mistralrs_lock_{name}{{lock="test_contended"}}"#),
+        )
+    };
+    // The lock is held while three threads ask for it, so each must wait,
+    // whatever the scheduler does (a busy machine may otherwise run them one
+    // after the other without ever contending).
+    let held = lock.lock();
+    let waiters: Vec<_> = (0..3)
         .map(|_| {
-            let (lock, barrier) = (Arc::clone(&lock), Arc::clone(&barrier));
-            std::thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..20_000 {
-                    let mut n = lock.lock();
-                    *n += 1;
-                    std::hint::black_box(&mut *n);
-                }
-            })
+            let lock = Arc::clone(&lock);
+            std::thread::spawn(move || *lock.lock() += 1)
         })
         .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
-    assert_eq!(*lock.lock(), 80_000, "the lock still excludes");
-    assert_eq!(lock.name(), "test_contended");
-    let text = mistralrs_core::metrics::metrics().render();
-    let contended = sample(
-        &text,
-        r#"mistralrs_lock_contended_total{lock="test_contended"}"#,
-    );
-    let waits = sample(
-        &text,
-        r#"mistralrs_lock_wait_seconds_count{lock="test_contended"}"#,
-    );
-    let holds = sample(
-        &text,
-        r#"mistralrs_lock_hold_seconds_count{lock="test_contended"}"#,
-    );
     if cfg!(feature = "prometheus-locks") {
-        assert!(contended > 0.0, "4 threads on one lock contend");
+        // A waiter counts its contention before it blocks.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while series("contended_total") < 3.0 {
+            assert!(Instant::now() < deadline, "three waiters never contended");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    drop(held);
+    for waiter in waiters {
+        waiter.join().unwrap();
+    }
+    // Acquisitions 2..=1281 of this thread; 1 in 64 of its holds is timed.
+    for _ in 0..1280 {
+        *lock.lock() += 1;
+    }
+    assert_eq!(*lock.lock(), 1283, "the lock still excludes");
+    assert_eq!(lock.name(), "test_contended");
+    if cfg!(feature = "prometheus-locks") {
+        assert_eq!(series("contended_total"), 3.0);
         assert_eq!(
-            waits, contended,
+            series("wait_seconds_count"),
+            3.0,
             "each contended acquisition has one wait sample"
         );
-        // 1 in 64 acquisitions per thread is timed: 80_001 / 64 ~ 1250.
-        assert!((1200.0..=1300.0).contains(&holds), "sampled holds: {holds}");
+        // Holds 64, 128, ..., 1280 of this thread, plus none of the waiters'
+        // first acquisitions.
+        assert_eq!(series("hold_seconds_count"), 20.0);
     } else {
-        assert!(!text.contains("mistralrs_lock_"));
+        assert!(
+            !mistralrs_core::metrics::metrics()
+                .render()
+                .contains("mistralrs_lock_")
+        );
     }
 }
 

@@ -25,8 +25,14 @@ wait_port() {
   return 1
 }
 
-# start_server EXTRA_TOML: target/release/mistralrs-server on the demo model with
-# server-everything over stdio as upstream `everything`; sets api, mcp, server_pid.
+# The [[mcp_client.servers]] entry of server-everything over stdio named $1.
+everything_stdio() {
+  printf '[[mcp_client.servers]]\nname = "%s"\ncommand = "%s"\nargs = ["%s"]\n' "$1" "$node" "$everything"
+}
+
+# start_server EXTRA_TOML [SERVERS_TOML]: target/release/mistralrs-server on the
+# demo model forwarding SERVERS_TOML (default: server-everything over stdio as
+# `everything`); sets api, mcp and server_pid.
 start_server() {
   api=$(free_port); mcp=$(free_port)
   cat >"$work/mistralrs.toml" <<TOML
@@ -34,10 +40,7 @@ $1
 [mcp_client]
 enabled = true
 
-[[mcp_client.servers]]
-name = "everything"
-command = "$node"
-args = ["$everything"]
+${2:-$(everything_stdio everything)}
 TOML
   RUST_LOG=warn target/release/mistralrs-server --port "$api" --http-mcp-port "$mcp" \
     --config "$work/mistralrs.toml" run -m demo >"$work/mistralrs.log" 2>&1 &

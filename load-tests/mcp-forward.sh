@@ -18,7 +18,7 @@ source load-tests/lib.sh
 supergateway="$PWD/$node_dir/node_modules/supergateway/dist/index.js"
 mcp_proxy="$PWD/$node_dir/node_modules/mcp-proxy/dist/bin/mcp-proxy.mjs"
 
-direct=$(free_port); sg=$(free_port); proxy=$(free_port); api=$(free_port); mcp=$(free_port)
+direct=$(free_port); sg=$(free_port); proxy=$(free_port)
 PORT=$direct "$node" "$everything" streamableHttp >"$work/everything.log" 2>&1 &
 pids+=($!)
 "$node" "$supergateway" --stdio "$node $everything" --outputTransport streamableHttp \
@@ -28,23 +28,9 @@ pids+=($!)
   >"$work/mcp-proxy.log" 2>&1 &
 pids+=($!)
 wait_port "$direct"
-cat >"$work/mistralrs.toml" <<EOF
-[mcp_client]
-enabled = true
-
-[[mcp_client.servers]]
-name = "http"
-url = "http://127.0.0.1:$direct/mcp"
-
-[[mcp_client.servers]]
-name = "stdio"
-command = "$node"
-args = ["$everything"]
-EOF
-RUST_LOG=warn target/release/mistralrs-server --port "$api" --http-mcp-port "$mcp" \
-  --config "$work/mistralrs.toml" run -m demo >"$work/mistralrs.log" 2>&1 &
-pids+=($!)
-for port in "$sg" "$proxy" "$api" "$mcp"; do wait_port "$port"; done
+start_server "" "$(printf '[[mcp_client.servers]]\nname = "http"\nurl = "http://127.0.0.1:%s/mcp"\n\n' "$direct")
+$(everything_stdio stdio)"
+wait_port "$sg"; wait_port "$proxy"
 
 mkdir -p load-tests/results
 target/release/mistralrs-load mcp-forward \

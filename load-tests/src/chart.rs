@@ -69,42 +69,38 @@ pub(crate) fn draw(path: &Path, chart: &Chart<'_>) -> anyhow::Result<()> {
         .x_label_area_size(50)
         .y_label_area_size(70);
     if chart.log_x {
-        let mut ctx = builder
+        let ctx = builder
             .build_cartesian_2d((x_min.max(1e-9)..x_max).log_scale(), 0f64..y_max)
             .map_err(|e| anyhow!("{e}"))?;
-        ctx.configure_mesh()
-            .x_desc(chart.x_label)
-            .y_desc(chart.y_label)
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
-        plot_lines(&mut ctx, &chart.series)?;
+        plot(ctx, chart)?;
     } else {
-        let mut ctx = builder
+        let ctx = builder
             .build_cartesian_2d(x_min..x_max, 0f64..y_max)
             .map_err(|e| anyhow!("{e}"))?;
-        ctx.configure_mesh()
-            .x_desc(chart.x_label)
-            .y_desc(chart.y_label)
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
-        plot_lines(&mut ctx, &chart.series)?;
+        plot(ctx, chart)?;
     }
     root.present()
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn plot_lines<'a, X>(
-    ctx: &mut ChartContext<
+/// Axes, one line with points per series, and the legend.
+fn plot<'a, X>(
+    mut ctx: ChartContext<
         'a,
         BitMapBackend<'a>,
         Cartesian2d<X, plotters::coord::types::RangedCoordf64>,
     >,
-    series: &[Series],
+    chart: &Chart<'_>,
 ) -> anyhow::Result<()>
 where
-    X: Ranged<ValueType = f64>,
+    X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
 {
-    for (i, s) in series.iter().enumerate() {
+    ctx.configure_mesh()
+        .x_desc(chart.x_label)
+        .y_desc(chart.y_label)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    for (i, s) in chart.series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         ctx.draw_series(LineSeries::new(
             s.points.iter().copied(),

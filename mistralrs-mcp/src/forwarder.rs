@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::ToolCache;
-use crate::client::{Connection, ProgressRoute, Status, Upstream};
+use crate::client::{Catalog, Connection, ProgressRoute, Status, Upstream};
 use crate::config::{McpClientConfig, ToolForwardingConfig};
 use crate::names::Namespacing;
 use crate::policy::Policy;
@@ -500,20 +500,31 @@ impl Forwarder {
         }
     }
 
-    /// Forwarded prompts `caller` may see, named `<server><separator><prompt>`.
-    pub fn list_prompts(&self, caller: &CallerScope) -> Vec<Prompt> {
-        let mut prompts = Vec::new();
+    /// The items of every connected upstream whose namespace `caller` may use,
+    /// each renamed `<server><separator><name>`.
+    fn namespaced<T: Clone>(
+        &self,
+        caller: &CallerScope,
+        items: fn(&Catalog) -> &[T],
+        name: fn(&mut T) -> &mut String,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
         for (server, connection) in self.connected() {
-            if !self.policy.allows_namespace(caller, server) {
-                continue;
-            }
-            for prompt in &connection.catalog.prompts {
-                let mut prompt = prompt.clone();
-                prompt.name = self.names.join(server, &prompt.name);
-                prompts.push(prompt);
+            if self.policy.allows_namespace(caller, server) {
+                for item in items(&connection.catalog) {
+                    let mut item = item.clone();
+                    let renamed = self.names.join(server, name(&mut item));
+                    *name(&mut item) = renamed;
+                    out.push(item);
+                }
             }
         }
-        prompts
+        out
+    }
+
+    /// Forwarded prompts `caller` may see, named `<server><separator><prompt>`.
+    pub fn list_prompts(&self, caller: &CallerScope) -> Vec<Prompt> {
+        self.namespaced(caller, |c| &c.prompts, |p| &mut p.name)
     }
 
     /// Gets a forwarded prompt from its upstream.
@@ -532,47 +543,19 @@ impl Forwarder {
         };
         request.name = prompt.to_owned();
         request.meta = None;
-        let call = connection.peer.get_prompt_once(request);
-        tokio::time::timeout(self.upstream(server).timeout, call)
+        self.ask(server, connection.peer.get_prompt_once(request))
             .await
-            .map_err(|_| {
-                McpError::internal_error(
-                    format!("upstream MCP server `{server}` did not answer"),
-                    None,
-                )
-            })?
-            .map_err(|e| upstream_failure(server, e))
     }
 
     /// Forwarded resources `caller` may see, with their own URIs and names
     /// prefixed by their namespace.
     pub fn list_resources(&self, caller: &CallerScope) -> Vec<Resource> {
-        let mut resources = Vec::new();
-        for (server, connection) in self.connected() {
-            if self.policy.allows_namespace(caller, server) {
-                for resource in &connection.catalog.resources {
-                    let mut resource = resource.clone();
-                    resource.name = self.names.join(server, &resource.name);
-                    resources.push(resource);
-                }
-            }
-        }
-        resources
+        self.namespaced(caller, |c| &c.resources, |r| &mut r.name)
     }
 
     /// Forwarded resource templates `caller` may see.
     pub fn list_resource_templates(&self, caller: &CallerScope) -> Vec<ResourceTemplate> {
-        let mut templates = Vec::new();
-        for (server, connection) in self.connected() {
-            if self.policy.allows_namespace(caller, server) {
-                for template in &connection.catalog.templates {
-                    let mut template = template.clone();
-                    template.name = self.names.join(server, &template.name);
-                    templates.push(template);
-                }
-            }
-        }
-        templates
+        self.namespaced(caller, |c| &c.templates, |t| &mut t.name)
     }
 
     /// Reads a resource from the upstream that listed it, or whose template's
@@ -598,21 +581,32 @@ impl Forwarder {
             ));
         };
         request.meta = None;
-        let call = connection.peer.read_resource_once(request);
-        tokio::time::timeout(self.upstream(server).timeout, call)
+        self.ask(server, connection.peer.read_resource_once(request))
+            .await
+    }
+
+    /// Awaits a request to upstream `server` within its timeout.
+    async fn ask<T>(
+        &self,
+        server: &str,
+        request: impl Future<Output = std::result::Result<T, ServiceError>>,
+    ) -> std::result::Result<T, McpError> {
+        let timeout = self
+            .upstreams
+            .get(server)
+            .map_or(crate::client::DEFAULT_TIMEOUT, |u| u.timeout);
+        tokio::time::timeout(timeout, request)
             .await
             .map_err(|_| {
                 McpError::internal_error(
-                    format!("upstream MCP server `{server}` did not answer"),
+                    format!(
+                        "upstream MCP server `{server}` did not answer within {} s",
+                        timeout.as_secs()
+                    ),
                     None,
                 )
             })?
             .map_err(|e| upstream_failure(server, e))
-    }
-
-    fn upstream(&self, server: &str) -> &Upstream {
-        // Only called with names taken from `self.upstreams`.
-        &self.upstreams[server]
     }
 
     /// The connected upstream owning a forwarded prompt name, if `caller` may use it.

@@ -290,6 +290,53 @@ async fn an_http_upstream_that_goes_away_fails_fast_and_is_back_when_it_returns(
     assert_eq!(echoed["is_error"], false, "{echoed}");
 }
 
+/// The upstream is another mistralrs-server whose MCP endpoint wants an API key.
+#[tokio::test]
+async fn an_http_upstream_gets_its_bearer_token_from_the_environment() {
+    let upstream = Server::start(&[
+        "--http-mcp-port",
+        "0",
+        "--http-mcp-auth-key",
+        "upstream-key",
+    ]);
+    let config = format!(
+        "[mcp_client]\nenabled = true\n[[mcp_client.servers]]\nname = \"inner\"\nurl = \"{}\"\n\
+         bearer_token_env = \"INNER_TOKEN\"\nheaders = {{ \"X-Client\" = \"gateway\" }}\ntimeout_secs = 10\n",
+        upstream.mcp.clone().unwrap()
+    );
+    let start = |token: &str| {
+        Server::start_with_env(
+            &["--http-mcp-port", "0"],
+            Some(&config),
+            &[("INNER_TOKEN", token)],
+        )
+    };
+    let gateway = start("upstream-key");
+    wait_upstream(&gateway, "inner", |u| u["status"] == "up").await;
+    let reply = call(
+        &gateway,
+        "inner__chat",
+        r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}"#,
+    );
+    assert_eq!(reply["is_error"], false, "{reply}");
+    assert!(!reply["text"].as_str().unwrap().is_empty());
+
+    let refused = start("wrong-key");
+    let down = wait_upstream(&refused, "inner", |u| u["status"] == "down").await;
+    let error = down["error"].as_str().unwrap().to_lowercase();
+    assert!(error.contains("auth") || error.contains("401"), "{down}");
+    let metrics = reqwest::get(upstream.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mistralrs_http_mcp_auth_failures_total{reason=\"invalid\"}"),
+        "the upstream saw the wrong key"
+    );
+}
+
 #[tokio::test]
 async fn upstreams_that_fail_or_hang_do_not_stop_the_server_or_the_others() {
     let server = start(&format!(

@@ -4,7 +4,8 @@
 //! every session initializes and lists the tools (opened in waves so that the
 //! handshakes do not all time out together), then all of them call the tool back
 //! to back for `--seconds`; then every session is closed (DELETE) before the
-//! next stage. Per stage the summary holds the sessions held, calls/s,
+//! next stage. Calls in flight are capped (`--max-in-flight`), so that large
+//! stages measure sessions held rather than file descriptors. Per stage the summary holds the sessions held, calls/s,
 //! p50/p95/p99, errors by kind and the server's peak RSS (from `/proc`, with
 //! `--server-pid`).
 
@@ -48,6 +49,10 @@ pub(crate) struct Args {
         default_value = r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":1}"#
     )]
     arguments: String,
+    /// Calls in flight at once across all sessions: each session holds an open
+    /// stream, and every call needs one more connection on both sides.
+    #[arg(long, default_value_t = 1000)]
+    max_in_flight: usize,
     /// The server's process id, to report its resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -121,22 +126,28 @@ async fn open_all(args: &Args, http: &reqwest::Client, count: usize) -> (Vec<Ses
     (sessions, failed)
 }
 
-/// Every session calls the tool until `deadline`.
+/// Every session calls the tool until `deadline`, at most `max_in_flight` at once.
 async fn call_all(
     sessions: &[Session],
     tool: &str,
     arguments: &JsonObject,
     deadline: Instant,
+    max_in_flight: usize,
 ) -> (Vec<f64>, BTreeMap<&'static str, usize>) {
+    let in_flight = Arc::new(Semaphore::new(max_in_flight));
     let tasks: Vec<_> = sessions
         .iter()
         .map(|session| {
             let peer = session.peer().clone();
             let (tool, arguments) = (tool.to_owned(), arguments.clone());
+            let in_flight = Arc::clone(&in_flight);
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors: BTreeMap<&'static str, usize> = BTreeMap::new();
                 while Instant::now() < deadline {
+                    let Ok(_permit) = in_flight.acquire().await else {
+                        break;
+                    };
                     match mcp_client::call(&peer, &tool, &arguments).await {
                         (Outcome::Ok, seconds) => latencies.push(seconds),
                         (outcome, _) => *errors.entry(outcome.label()).or_default() += 1,
@@ -178,7 +189,14 @@ async fn stage(args: &Args, http: &reqwest::Client, count: usize) -> anyhow::Res
     let open_seconds = opened.elapsed().as_secs_f64();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
-    let (latencies, mut errors) = call_all(&sessions, &args.tool, &arguments, deadline).await;
+    let (latencies, mut errors) = call_all(
+        &sessions,
+        &args.tool,
+        &arguments,
+        deadline,
+        args.max_in_flight,
+    )
+    .await;
     let elapsed = started.elapsed().as_secs_f64();
     if failed_opens > 0 {
         errors.insert("open", failed_opens);
@@ -209,8 +227,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.seconds == 0 || args.seconds > 600 {
         bail!("--seconds must be 1-600");
     }
-    if args.sessions.iter().any(|&n| n == 0 || n > 20_000) {
-        bail!("--sessions stages must be 1-20000");
+    if args.sessions.iter().any(|&n| n == 0 || n > 20_000) || args.max_in_flight == 0 {
+        bail!("--sessions stages must be 1-20000 and --max-in-flight at least 1");
     }
     mcp_client::arguments(&args.arguments)?;
     let http = reqwest::Client::new();

@@ -145,13 +145,13 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
         Arc::clone(&router),
         grace,
     ));
-    let main =
-        axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let main = axum::serve(no_delay(listener), app)
+        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
     let mcp = async move {
         match mcp {
             Some((listener, app)) => {
                 axum::serve(
-                    listener,
+                    no_delay(listener),
                     app.into_make_service_with_connect_info::<SocketAddr>(),
                 )
                 .with_graceful_shutdown(stop_accepting.cancelled_owned())
@@ -168,6 +168,21 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
     mcp_result.context("serving MCP")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Accepted connections with `TCP_NODELAY`: SSE events (tokens, progress, small
+/// tool results) are small writes, and Nagle's algorithm would hold each one
+/// back until the previous was acknowledged (up to a delayed-ACK 40 ms).
+fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
 /// At SIGINT/SIGTERM: stop accepting, let the engines finish what they run for

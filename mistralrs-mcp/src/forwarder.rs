@@ -137,11 +137,16 @@ impl Forwarder {
         let (changes, _) = watch::channel(0u64);
         let shutdown = CancellationToken::new();
         let secret_env: Arc<[String]> = crate::config::secret_env_vars(client, forwarding).into();
+        let http = crate::client::http_client();
         let upstreams: BTreeMap<String, Arc<Upstream>> = servers
             .iter()
             .map(|spec| {
-                let upstream =
-                    Upstream::new(spec.clone(), Arc::clone(&secret_env), changes.clone());
+                let upstream = Upstream::new(
+                    spec.clone(),
+                    Arc::clone(&secret_env),
+                    http.clone(),
+                    changes.clone(),
+                );
                 (spec.name.clone(), upstream)
             })
             .collect();

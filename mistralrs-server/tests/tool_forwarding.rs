@@ -210,6 +210,25 @@ async fn a_cancelled_call_is_cancelled_upstream() {
     assert!(out.contains("cancel ok"), "{out}");
 }
 
+#[tokio::test]
+async fn shutdown_ends_upstream_child_processes() {
+    let mut server = start(&everything_stdio(30));
+    let up = wait_upstream(&server, "everything", |u| u["status"] == "up").await;
+    let pid = up["pid"].as_u64().unwrap();
+    let proc_dir = format!("/proc/{pid}");
+    assert!(Path::new(&proc_dir).exists());
+    server.terminate();
+    assert!(server.child.wait().unwrap().success(), "clean exit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&proc_dir).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "upstream {pid} outlived the server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// server-everything in Streamable HTTP mode on `port`, killed on drop.
 struct HttpUpstream(Child);
 

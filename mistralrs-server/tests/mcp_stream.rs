@@ -178,12 +178,7 @@ async fn api_keys_are_required_and_failures_counted_by_reason() {
             assert!(challenge.starts_with("Bearer"), "{challenge}");
         }
     }
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for reason in ["missing", "invalid", "malformed"] {
         let series = format!("mistralrs_http_mcp_auth_failures_total{{reason=\"{reason}\"}} 1");
         assert!(metrics.contains(&series), "{series} not in /metrics");
@@ -233,12 +228,7 @@ async fn rate_limits_answer_429_with_retry_after() {
     assert_eq!(statuses, [200, 200, 429, 429]);
     let wait = retry_after.unwrap();
     assert!((1..=2).contains(&wait), "Retry-After {wait}");
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains(r#"mistralrs_http_mcp_rate_limited_total{scope="ip"} 2"#),
         "{metrics}"
@@ -342,12 +332,7 @@ async fn session_and_body_limits() {
             .to_owned()
     };
     assert!(status_line.contains("413"), "{status_line}");
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("mistralrs_http_mcp_active_sessions 2"),
         "{metrics}"
@@ -476,12 +461,7 @@ async fn stateless_2026_07_28_requests() {
         .unwrap();
     drop(body);
     server.wait_all_blocks_free().await;
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let generated: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix(r#"mistralrs_generation_tokens_total{model="demo"} "#))
@@ -558,12 +538,7 @@ async fn open_streams_show_as_active_connections() {
     let (server, url) = mcp_server(None);
     let call = stateless_chat(900);
     let gauge = || async {
-        let text = reqwest::get(server.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = server.metrics().await;
         text.lines()
             .find_map(|l| l.strip_prefix("mistralrs_http_mcp_active_connections "))
             .map_or(0.0, |v| v.parse::<f64>().unwrap())

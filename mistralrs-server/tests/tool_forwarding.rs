@@ -77,15 +77,6 @@ async fn wait_upstream(server: &Server, name: &str, ready: impl Fn(&Value) -> bo
     }
 }
 
-async fn metrics_text(server: &Server) -> String {
-    reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn forwards_tools_prompts_and_resources_of_real_upstreams() {
     let (_dir, path) = shared_dir();
@@ -104,7 +95,7 @@ async fn forwards_tools_prompts_and_resources_of_real_upstreams() {
     }
     let out = forwarding(&server, &["suite", &file, "forwarded through mistralrs"]);
     assert!(out.contains("suite ok"), "{out}");
-    let metrics = metrics_text(&server).await;
+    let metrics = server.metrics().await;
     assert!(
         metrics
             .contains("mistralrs_tool_forwarded_duration_seconds_count{namespace=\"filesystem\"}"),
@@ -183,7 +174,7 @@ async fn an_upstream_killed_mid_call_gives_an_error_and_is_back_after_reconnect(
     let server = start(&everything_stdio(30));
     let out = forwarding(&server, &["kill"]);
     assert!(out.contains("kill ok"), "{out}");
-    let metrics = metrics_text(&server).await;
+    let metrics = server.metrics().await;
     for series in [
         "mistralrs_tool_calls_total{namespace=\"everything\",outcome=\"tool_error\",tool=\"trigger-long-running-operation\"} 1",
         "mistralrs_tool_errors_total{kind=\"transport\",namespace=\"everything\"} 1",
@@ -344,12 +335,7 @@ async fn an_http_upstream_gets_its_bearer_token_from_the_environment() {
     let down = wait_upstream(&refused, "inner", |u| u["status"] == "down").await;
     let error = down["error"].as_str().unwrap().to_lowercase();
     assert!(error.contains("auth") || error.contains("401"), "{down}");
-    let metrics = reqwest::get(upstream.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = upstream.metrics().await;
     assert!(
         metrics.contains("mistralrs_http_mcp_auth_failures_total{reason=\"invalid\"}"),
         "the upstream saw the wrong key"
@@ -385,7 +371,7 @@ async fn upstreams_that_fail_or_hang_do_not_stop_the_server_or_the_others() {
     let refused = call(&server, "silent__anything", "{}");
     assert_eq!(refused["is_error"], true, "{refused}");
     assert!(refused["text"].as_str().unwrap().contains("unavailable"));
-    let metrics = metrics_text(&server).await;
+    let metrics = server.metrics().await;
     assert!(metrics.contains("mistralrs_mcp_upstream_up{server=\"silent\"} 0"));
     assert!(metrics.contains("mistralrs_mcp_upstream_up{server=\"everything\"} 1"));
     // The model is still served.

@@ -89,6 +89,16 @@ impl Server {
             .unwrap()
     }
 
+    /// GET /metrics as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Waits (bounded) until the demo engine is idle with every KV block free.
     pub async fn wait_all_blocks_free(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);

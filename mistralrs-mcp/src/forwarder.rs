@@ -285,9 +285,19 @@ impl Forwarder {
     /// A forwarded tool by its forwarded name, as the global policy lets
     /// anyone see it (rmcp uses it to check `Mcp-Param-*` headers).
     pub fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.list_tools(&CallerScope::unscoped())
-            .into_iter()
-            .find(|t| t.name == name)
+        let (server, tool) = self.names.parse(name)?;
+        if !self
+            .policy
+            .allows_tool(&CallerScope::unscoped(), server, name)
+        {
+            return None;
+        }
+        let Status::Up(connection) = self.upstreams.get(server)?.status() else {
+            return None;
+        };
+        let mut found = connection.catalog.tool(tool)?.tool.clone();
+        found.name = name.to_owned().into();
+        Some(found)
     }
 
     /// Calls a forwarded tool for `caller`: parse, policy, argument checks,

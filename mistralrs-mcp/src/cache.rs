@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use rmcp::model::{CallToolResult, JsonObject};
+use rmcp::model::CallToolResult;
 use serde_json::Value;
 
 use crate::config::CacheConfig;
@@ -37,15 +37,10 @@ impl ToolCache {
     }
 
     /// The cache key of a call, when the tool is cacheable.
-    pub(crate) fn key(
-        &self,
-        scope_id: usize,
-        tool: &str,
-        arguments: &JsonObject,
-    ) -> Option<String> {
+    pub(crate) fn key(&self, scope_id: usize, tool: &str, arguments: &Value) -> Option<String> {
         self.cacheable.contains(tool).then(|| {
             let mut key = format!("{scope_id}\u{0}{tool}\u{0}");
-            write_canonical(&mut key, &Value::Object(arguments.clone()));
+            write_canonical(&mut key, arguments);
             key
         })
     }
@@ -109,11 +104,9 @@ mod tests {
         .unwrap()
     }
 
-    fn args(value: Value) -> JsonObject {
-        match value {
-            Value::Object(map) => map,
-            _ => unreachable!("test arguments are objects"),
-        }
+    fn args(value: Value) -> Value {
+        assert!(value.is_object(), "test arguments are objects");
+        value
     }
 
     #[test]

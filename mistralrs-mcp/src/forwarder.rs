@@ -14,7 +14,7 @@ use mistralrs_core::metrics::metrics;
 use mistralrs_core::sync::Mutex;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, ContentBlock, GetPromptRequestParams, GetPromptResponse, JsonObject, Prompt,
+    ClientRequest, ContentBlock, GetPromptRequestParams, GetPromptResponse, Prompt,
     ReadResourceRequestParams, ReadResourceResponse, Resource, ResourceTemplate, ServerResult,
     Tool,
 };
@@ -336,7 +336,9 @@ impl Forwarder {
             count_error(server, Failure::UnknownTool);
             return Err(unknown_tool(&name));
         };
-        let arguments = request.arguments.clone().unwrap_or_default();
+        let mut request = request;
+        let had_arguments = request.arguments.is_some();
+        let arguments = serde_json::Value::Object(request.arguments.take().unwrap_or_default());
         if let Err(message) = self.check_arguments(listed, &arguments) {
             count_error(server, Failure::InvalidArguments);
             return Err(McpError::invalid_params(
@@ -362,6 +364,9 @@ impl Forwarder {
         let mut upstream_request = request;
         upstream_request.name = tool.to_owned().into();
         upstream_request.meta = None;
+        if let (true, serde_json::Value::Object(map)) = (had_arguments, arguments) {
+            upstream_request.arguments = Some(map);
+        }
         let result = self
             .send_call(upstream, &connection, server, upstream_request, context)
             .await;
@@ -382,12 +387,9 @@ impl Forwarder {
     fn check_arguments(
         &self,
         listed: &crate::client::UpstreamTool,
-        arguments: &JsonObject,
+        value: &serde_json::Value,
     ) -> std::result::Result<(), String> {
-        let value = serde_json::Value::Object(arguments.clone());
-        let size = serde_json::to_vec(&value)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = json_size(value);
         if size > self.max_argument_bytes {
             return Err(format!(
                 "{size} bytes is over the limit of {} bytes",
@@ -396,7 +398,7 @@ impl Forwarder {
         }
         if let Some(validator) = &listed.validator {
             let errors: Vec<String> = validator
-                .iter_errors(&value)
+                .iter_errors(value)
                 .take(5)
                 .map(|e| {
                     let at = e.instance_path().to_string();
@@ -640,6 +642,25 @@ impl Forwarder {
             Status::Up(connection) => Ok((server.as_str(), connection)),
             _ => Err(McpError::internal_error(self.down_message(upstream), None)),
         }
+    }
+}
+
+/// Bytes of `value` as compact JSON, counted without building the text.
+fn json_size(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 

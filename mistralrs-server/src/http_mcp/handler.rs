@@ -173,6 +173,20 @@ impl McpHandler {
     }
 }
 
+impl McpHandler {
+    /// What the forwarder lists for this request's caller; nothing without one.
+    fn forwarded<T>(
+        &self,
+        context: &RequestContext<RoleServer>,
+        list: fn(&Forwarder, &CallerScope) -> Vec<T>,
+    ) -> Vec<T> {
+        self.forwarder
+            .as_ref()
+            .map(|forwarder| list(forwarder, &caller(context)))
+            .unwrap_or_default()
+    }
+}
+
 /// The caller's scope, as the auth layer resolved it from the API key.
 fn caller(context: &RequestContext<RoleServer>) -> Arc<CallerScope> {
     context
@@ -258,10 +272,7 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        let prompts = match &self.forwarder {
-            Some(forwarder) => forwarder.list_prompts(&caller(&context)),
-            None => Vec::new(),
-        };
+        let prompts = self.forwarded(&context, Forwarder::list_prompts);
         Ok(ListPromptsResult::with_all_items(prompts))
     }
 
@@ -284,10 +295,7 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let resources = match &self.forwarder {
-            Some(forwarder) => forwarder.list_resources(&caller(&context)),
-            None => Vec::new(),
-        };
+        let resources = self.forwarded(&context, Forwarder::list_resources);
         Ok(ListResourcesResult::with_all_items(resources))
     }
 
@@ -296,10 +304,7 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        let templates = match &self.forwarder {
-            Some(forwarder) => forwarder.list_resource_templates(&caller(&context)),
-            None => Vec::new(),
-        };
+        let templates = self.forwarded(&context, Forwarder::list_resource_templates);
         Ok(ListResourceTemplatesResult::with_all_items(templates))
     }
 

@@ -5,14 +5,18 @@
 #   mistralrs-stdio through mistralrs-server, forwarding to server-everything over stdio
 #   supergateway    through supergateway 4.0.0 (stdio -> Streamable HTTP, stateful)
 #   mcp-proxy       through mcp-proxy 6.7.19 (stdio -> Streamable HTTP)
+# first back to back at each level of clients, then 32 clients paced at each
+# rate (calls/s over all clients; latency counted from when a call was due).
 # Release builds; everything on 127.0.0.1; every process is stopped at the end.
 #
-# Usage: load-tests/mcp-forward.sh [seconds per target and level] [levels]
-#        (defaults: 10 and 1,32). Writes load-tests/results/mcp-forward.json.
+# Usage: load-tests/mcp-forward.sh [seconds per target and level] [levels] [rates]
+#        (defaults: 10, 1,32 and 250,500,1000). Writes
+#        load-tests/results/mcp-forward.json and mcp-forward-paced.json (and PNGs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
 levels=${2:-1,32}
+rates=${3:-250,500,1000}
 cargo build --release -q -p mistralrs-server -p load-tests
 source load-tests/lib.sh
 supergateway="$PWD/$node_dir/node_modules/supergateway/dist/index.js"
@@ -33,10 +37,14 @@ $(everything_stdio stdio)"
 wait_port "$sg"; wait_port "$proxy"
 
 mkdir -p load-tests/results
-target/release/mistralrs-load mcp-forward \
-  --target "direct=http://127.0.0.1:$direct/mcp@echo" \
-  --target "mistralrs-http=http://127.0.0.1:$mcp/mcp/stream@http__echo" \
-  --target "mistralrs-stdio=http://127.0.0.1:$mcp/mcp/stream@stdio__echo" \
-  --target "supergateway=http://127.0.0.1:$sg/mcp@echo" \
-  --target "mcp-proxy=http://127.0.0.1:$proxy/mcp@echo" \
-  --clients "$levels" --seconds "$seconds" --out load-tests/results/mcp-forward.json
+measure() {
+  target/release/mistralrs-load mcp-forward \
+    --target "direct=http://127.0.0.1:$direct/mcp@echo" \
+    --target "mistralrs-http=http://127.0.0.1:$mcp/mcp/stream@http__echo" \
+    --target "mistralrs-stdio=http://127.0.0.1:$mcp/mcp/stream@stdio__echo" \
+    --target "supergateway=http://127.0.0.1:$sg/mcp@echo" \
+    --target "mcp-proxy=http://127.0.0.1:$proxy/mcp@echo" \
+    --seconds "$seconds" "$@"
+}
+measure --clients "$levels" --out load-tests/results/mcp-forward.json
+measure --clients 32 --rate "$rates" --out load-tests/results/mcp-forward-paced.json

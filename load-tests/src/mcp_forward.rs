@@ -5,9 +5,21 @@
 //! `mistralrs=http://127.0.0.1:4322/mcp/stream@everything__echo`). For each
 //! concurrency level, every target gets the same number of clients for the same
 //! time, each client one MCP session (rmcp's client, opened before timing
-//! starts) calling the tool back to back. Targets are measured in rounds, alternating, so that a noisy machine
-//! hurts them alike. The summary has p50/p95/p99 and calls/s per target and
-//! level, and the overhead of each target over the first one.
+//! starts) calling the tool. Targets are measured in rounds, alternating, so
+//! that a noisy machine hurts them alike. The summary has p50/p95/p99 and
+//! calls/s per target and level, and the overhead of each target over the first
+//! one.
+//!
+//! Two ways to call, since they answer different questions:
+//! - back to back (the default): each client sends its next call as soon as the
+//!   last one is answered, so the load is whatever the slowest part can take.
+//!   Latency then measures capacity: once the machine is saturated it is queueing
+//!   (Little's law), and a target that uses more CPU shows more of it.
+//! - paced (`--rate`, one level of clients, a list of rates): the clients
+//!   together send that many calls per second on a fixed schedule (client `i` of `n` at `t0 + (k·n + i) / rate`), and a call's
+//!   latency counts from the time it was due, not from when it was sent, so a
+//!   slow answer that delays the next call is charged in full (no coordinated
+//!   omission). Below saturation this measures what each call costs.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -35,6 +47,10 @@ pub(crate) struct Args {
     /// Rounds the time is split into, alternating targets.
     #[arg(long, default_value_t = 5)]
     rounds: u32,
+    /// Calls per second over all clients, on a fixed schedule, comma-separated
+    /// (with one level of `--clients`); back to back when not given.
+    #[arg(long = "rate", value_delimiter = ',')]
+    rates: Vec<f64>,
     /// Write the JSON summary here too.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -67,6 +83,8 @@ fn parse_target(spec: &str) -> anyhow::Result<Target> {
 struct Measurement {
     target: String,
     clients: usize,
+    /// Calls per second over all clients, or `None` for back to back.
+    rate: Option<f64>,
     calls: usize,
     errors: usize,
     calls_per_second: f64,
@@ -82,6 +100,8 @@ struct Summary {
     scenario: &'static str,
     seconds_per_target: u64,
     rounds: u32,
+    /// Whether calls were paced (`--rate`) or back to back.
+    paced: bool,
     measurements: Vec<Measurement>,
 }
 
@@ -113,23 +133,42 @@ async fn open_sessions(
     Ok(sessions)
 }
 
-/// Every session calls `tool` back to back for `duration`.
-async fn measure(sessions: &[Session], tool: &str, duration: Duration) -> anyhow::Result<Log> {
-    let deadline = Instant::now() + duration;
+/// Every session calls `tool` for `duration`: back to back, or together `rate`
+/// calls per second on a fixed schedule.
+async fn measure(
+    sessions: &[Session],
+    tool: &str,
+    duration: Duration,
+    rate: Option<f64>,
+) -> anyhow::Result<Log> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let clients = sessions.len();
     let tasks: Vec<_> = sessions
         .iter()
         .enumerate()
         .map(|(i, session)| {
             let peer = session.peer().clone();
             let tool = tool.to_owned();
+            let schedule = rate.map(|rate| Schedule::new(started, rate, clients, i));
             tokio::spawn(async move {
                 let mut arguments = JsonObject::new();
                 arguments.insert("message".into(), format!("load {i}").into());
                 let mut log = Log::default();
-                let started = Instant::now();
-                while Instant::now() < deadline {
+                for call in 0.. {
+                    let due = match &schedule {
+                        Some(schedule) => {
+                            let due = schedule.due(call);
+                            tokio::time::sleep_until(due.into()).await;
+                            due
+                        }
+                        None => Instant::now(),
+                    };
+                    if due >= deadline {
+                        break;
+                    }
                     match mcp_client::call(&peer, &tool, &arguments).await {
-                        (Outcome::Ok, seconds) => log.latencies.push(seconds),
+                        (Outcome::Ok, _) => log.latencies.push(due.elapsed().as_secs_f64()),
                         _ => log.errors += 1,
                     }
                 }
@@ -148,10 +187,46 @@ async fn measure(sessions: &[Session], tool: &str, duration: Duration) -> anyhow
     Ok(total)
 }
 
+/// When one client's calls are due under `--rate`.
+struct Schedule {
+    start: Instant,
+    /// Between two calls of this client.
+    interval: Duration,
+}
+
+impl Schedule {
+    /// Client `index` of `clients`, staggered so that the calls of all clients
+    /// together come evenly, `rate` per second.
+    fn new(start: Instant, rate: f64, clients: usize, index: usize) -> Self {
+        let spacing = Duration::from_secs_f64(1.0 / rate);
+        Self {
+            start: start + spacing * index as u32,
+            interval: spacing * clients as u32,
+        }
+    }
+
+    fn due(&self, call: u32) -> Instant {
+        self.start + self.interval * call
+    }
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.seconds == 0 || args.seconds > 600 || args.rounds == 0 {
         bail!("--seconds must be 1-600 and --rounds at least 1");
     }
+    if args
+        .rates
+        .iter()
+        .any(|&rate| !(rate > 0.0 && rate <= 1_000_000.0))
+    {
+        bail!("--rate must be above 0 and at most 1,000,000 calls per second");
+    }
+    // Each step is a number of clients and, when paced, their rate.
+    let steps: Vec<(usize, Option<f64>)> = match (args.rates.as_slice(), args.clients.as_slice()) {
+        ([], levels) => levels.iter().map(|&clients| (clients, None)).collect(),
+        (rates, &[clients]) => rates.iter().map(|&rate| (clients, Some(rate))).collect(),
+        _ => bail!("--rate needs exactly one level of --clients"),
+    };
     if args.clients.iter().any(|&c| c == 0 || c > 256) {
         bail!("--clients levels must be 1-256");
     }
@@ -163,7 +238,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let slice = Duration::from_secs_f64(args.seconds as f64 / f64::from(args.rounds));
     let http = reqwest::Client::new();
     let mut measurements = Vec::new();
-    for &clients in &args.clients {
+    for &(clients, rate) in &steps {
         let mut sessions = Vec::with_capacity(targets.len());
         for target in &targets {
             sessions.push(open_sessions(&http, target, clients).await?);
@@ -171,7 +246,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let mut logs: BTreeMap<usize, Log> = BTreeMap::new();
         for _ in 0..args.rounds {
             for (i, target) in targets.iter().enumerate() {
-                let log = measure(&sessions[i], &target.tool, slice).await?;
+                let log = measure(&sessions[i], &target.tool, slice, rate).await?;
                 let total = logs.entry(i).or_default();
                 total.latencies.extend(log.latencies);
                 total.errors += log.errors;
@@ -190,6 +265,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             measurements.push(Measurement {
                 target: target.name.clone(),
                 clients,
+                rate,
                 calls,
                 errors: log.errors,
                 calls_per_second: calls as f64 / log.busy.as_secs_f64().max(1e-9),
@@ -204,6 +280,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         scenario: "mcp-forward",
         seconds_per_target: args.seconds,
         rounds: args.rounds,
+        paced: !args.rates.is_empty(),
         measurements,
     };
     let series = targets
@@ -214,13 +291,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 .measurements
                 .iter()
                 .filter(|m| m.target == t.name)
-                .map(|m| (m.clients as f64, m.latency.p95_ms))
+                .map(|m| (m.rate.unwrap_or(m.clients as f64), m.latency.p95_ms))
                 .collect(),
         })
         .collect();
     let chart = Chart {
         title: "mcp-forward: p95 of the same tool call by endpoint",
-        x_label: "concurrent clients",
+        x_label: if summary.paced {
+            "calls/s over all clients (paced)"
+        } else {
+            "concurrent clients"
+        },
         y_label: "p95 ms",
         log_x: true,
         series,
@@ -241,5 +322,24 @@ mod tests {
         );
         assert!(parse_target("x=http://example.com/mcp@echo").is_err());
         assert!(parse_target("no-tool=http://127.0.0.1:1/mcp").is_err());
+    }
+
+    #[test]
+    fn paced_clients_together_call_evenly_at_the_rate() {
+        let start = Instant::now();
+        let clients: Vec<Schedule> = (0..4).map(|i| Schedule::new(start, 100.0, 4, i)).collect();
+        let mut due: Vec<Duration> = clients
+            .iter()
+            .flat_map(|c| (0..3).map(|call| c.due(call) - start))
+            .collect();
+        due.sort();
+        let expected: Vec<Duration> = (0..12).map(|k| Duration::from_millis(10) * k).collect();
+        for (got, want) in due.iter().zip(&expected) {
+            assert!(
+                got.abs_diff(*want) < Duration::from_micros(1),
+                "{got:?} vs {want:?}"
+            );
+        }
+        assert_eq!(due.len(), expected.len());
     }
 }

@@ -241,8 +241,33 @@ fn mcp_forward_smoke() {
         "--rounds",
         "2",
     ]);
+    let paced = scenario(&[
+        "mcp-forward",
+        "--target",
+        &format!("direct={direct}@echo"),
+        "--target",
+        &format!("through-http={}@http__echo", server.mcp),
+        "--clients",
+        "4",
+        "--rate",
+        "50,100",
+        "--seconds",
+        "2",
+        "--rounds",
+        "1",
+    ]);
     let _ = upstream.kill();
     let _ = upstream.wait();
+    assert_eq!(paced["paced"], true);
+    let paced = paced["measurements"].as_array().unwrap();
+    assert_eq!(paced.len(), 4, "2 targets x 2 rates");
+    for m in paced {
+        let rate = m["rate"].as_f64().unwrap();
+        let calls = m["calls"].as_f64().unwrap();
+        // 2 s at the rate: every call due before the end is made, none more.
+        assert!(calls <= rate * 2.0 && calls >= rate * 2.0 * 0.9, "{m}");
+        assert_eq!(m["errors"], 0, "{m}");
+    }
     let measurements = summary["measurements"].as_array().unwrap();
     assert_eq!(measurements.len(), 6, "3 targets x 2 levels");
     for m in measurements {

@@ -12,16 +12,18 @@ mod parse_errors;
 mod rate_limit;
 mod sessions;
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
 use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use http_body::{Frame, SizeHint};
 use mistralrs_core::metrics::metrics;
 use rmcp::model::{ErrorCode, ProtocolVersion};
 
@@ -167,6 +169,34 @@ impl Drop for ActiveConnection {
     }
 }
 
+/// A response body carrying its [`ActiveConnection`]. Size hint and end of
+/// stream pass through, so a JSON answer keeps its `Content-Length` instead of
+/// becoming chunked.
+struct CountedBody {
+    inner: Body,
+    _active: ActiveConnection,
+}
+
+impl HttpBody for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// `http_mcp_requests_total{method,status}`, the time to the response head, and
 /// the requests in flight until their body (an SSE stream, maybe) ends.
 async fn count_requests(request: Request, next: Next) -> Response {
@@ -186,11 +216,10 @@ async fn count_requests(request: Request, next: Next) -> Response {
     m.http_mcp_requests
         .with_label_values(&[method, response.status().as_str()])
         .inc();
-    response.map(|body| {
-        let stream = body.into_data_stream().map(move |chunk| {
-            let _held = &active;
-            chunk
-        });
-        Body::from_stream(stream)
+    response.map(|inner| {
+        Body::new(CountedBody {
+            inner,
+            _active: active,
+        })
     })
 }

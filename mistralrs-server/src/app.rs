@@ -38,7 +38,8 @@ pub fn app(state: Arc<AppState>, max_body_bytes: usize, metrics_path: &str) -> H
         .layer(middleware::from_fn(metrics::count_requests))
         .route(metrics_path, get(metrics::render))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::map_response(
+        .layer(middleware::from_fn_with_state(
+            max_body_bytes,
             unread_body::close_after_unread_body,
         ))
         .with_state(state)

@@ -248,6 +248,36 @@ async fn bad_requests_get_openai_errors_with_the_right_status() {
     assert_eq!(s, 200);
 }
 
+/// A client that sends all of an oversized body before it reads the answer
+/// still reads its 413: the server drains what it did not read instead of
+/// closing with data unread, which would reset the connection and destroy the
+/// answer in the client's buffer.
+#[tokio::test]
+async fn an_oversized_body_sent_in_full_still_gets_its_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(&[]);
+    let authority = server.base.trim_start_matches("http://").to_owned();
+    let total = 6 << 20;
+    let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {authority}\r\n\
+         Content-Type: application/json\r\nContent-Length: {total}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // Past the 4 MiB limit, then a pause in which the server answers, then the rest.
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..5 {
+        stream.write_all(&chunk).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stream.write_all(&chunk).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("too large"), "{answer}");
+}
+
 #[tokio::test]
 async fn a_full_queue_answers_503() {
     let server = Server::start_with_config(&[], Some("max_seqs = 1\nmax_waiting = 1\n"));

@@ -111,7 +111,8 @@ pub fn app(
     }
     // Outermost, so refused requests are counted too.
     Ok(app
-        .layer(middleware::map_response(
+        .layer(middleware::from_fn_with_state(
+            sessions::MAX_BODY_BYTES,
             crate::unread_body::close_after_unread_body,
         ))
         .layer(middleware::from_fn(count_requests)))

@@ -4,6 +4,7 @@
 //! JSON summary on stdout (and writes it with `--out`).
 
 mod chart;
+mod echo_server;
 mod mcp_client;
 mod mcp_forward;
 mod mcp_sessions;
@@ -39,6 +40,9 @@ enum Scenario {
     /// Mixed load while upstreams are killed, clients hang up and malformed
     /// requests arrive; then checks nothing was lost or leaked.
     SoakFaults(soak_faults::Args),
+    /// Not a load: an MCP server with one `echo` tool at 127.0.0.1:PORT/mcp, a
+    /// steady upstream for `mcp-forward`.
+    EchoServer(echo_server::Args),
 }
 
 /// Refuses any URL whose host is not a loopback address: load stays on this machine.
@@ -77,5 +81,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::McpForward(args) => mcp_forward::run(args).await,
         Scenario::McpSessions(args) => mcp_sessions::run(args).await,
         Scenario::SoakFaults(args) => soak_faults::run(args).await,
+        Scenario::EchoServer(args) => echo_server::run(args).await,
     }
 }

@@ -199,31 +199,69 @@ fn mcp_sessions_smoke() {
     }
 }
 
+/// Two different free ports on 127.0.0.1 (both bound at once, so not the same).
+#[cfg(feature = "mcp-scenarios")]
+fn two_free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a, b) = (bind(), bind());
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
+/// Waits until something listens on `port`.
+#[cfg(feature = "mcp-scenarios")]
+fn wait_for_port(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// A child process killed on drop.
+#[cfg(feature = "mcp-scenarios")]
+struct Killed(Child);
+
+#[cfg(feature = "mcp-scenarios")]
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 #[cfg(feature = "mcp-scenarios")]
 fn mcp_forward_smoke() {
     let (node, script) = node_package("@modelcontextprotocol/server-everything", "dist/index.js");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut upstream = Command::new(node)
-        .args([script.as_str(), "streamableHttp"])
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (port, echo_port) = two_free_ports();
+    let _upstream = Killed(
+        Command::new(node)
+            .args([script.as_str(), "streamableHttp"])
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _echo = Killed(
+        Command::new(env!("CARGO_BIN_EXE_mistralrs-load"))
+            .args(["echo-server", "--port", &echo_port.to_string()])
+            .args(["--lifetime-seconds", "300"])
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    wait_for_port(echo_port);
     let direct = format!("http://127.0.0.1:{port}/mcp");
+    let echo = format!("http://127.0.0.1:{echo_port}/mcp");
     let server = start_server(&format!(
-        "{}[[mcp_client.servers]]\nname = \"http\"\nurl = \"{direct}\"\n",
+        "{}[[mcp_client.servers]]\nname = \"http\"\nurl = \"{direct}\"\n\
+         [[mcp_client.servers]]\nname = \"rust\"\nurl = \"{echo}\"\n",
         everything_stdio()
     ));
     let summary = scenario(&[
@@ -234,6 +272,10 @@ fn mcp_forward_smoke() {
         &format!("through-http={}@http__echo", server.mcp),
         "--target",
         &format!("through-stdio={}@everything__echo", server.mcp),
+        "--target",
+        &format!("echo-server={echo}@echo"),
+        "--target",
+        &format!("through-echo-server={}@rust__echo", server.mcp),
         "--clients",
         "1,4",
         "--seconds",
@@ -241,6 +283,22 @@ fn mcp_forward_smoke() {
         "--rounds",
         "2",
     ]);
+    let measurements = summary["measurements"].as_array().unwrap();
+    assert_eq!(measurements.len(), 10, "5 targets x 2 levels");
+    for m in measurements {
+        assert!(m["calls"].as_u64().unwrap() > 0, "{m}");
+        assert_eq!(m["errors"], 0, "{m}");
+        let p = &m["latency"];
+        assert!(
+            p["p50_ms"].as_f64().unwrap() <= p["p99_ms"].as_f64().unwrap(),
+            "{m}"
+        );
+    }
+    assert_eq!(
+        measurements[0]["overhead_p95_ms"], 0.0,
+        "the baseline's own overhead"
+    );
+
     let paced = scenario(&[
         "mcp-forward",
         "--target",
@@ -256,8 +314,6 @@ fn mcp_forward_smoke() {
         "--rounds",
         "1",
     ]);
-    let _ = upstream.kill();
-    let _ = upstream.wait();
     assert_eq!(paced["paced"], true);
     let paced = paced["measurements"].as_array().unwrap();
     assert_eq!(paced.len(), 4, "2 targets x 2 rates");
@@ -268,21 +324,6 @@ fn mcp_forward_smoke() {
         assert!(calls <= rate * 2.0 && calls >= rate * 2.0 * 0.9, "{m}");
         assert_eq!(m["errors"], 0, "{m}");
     }
-    let measurements = summary["measurements"].as_array().unwrap();
-    assert_eq!(measurements.len(), 6, "3 targets x 2 levels");
-    for m in measurements {
-        assert!(m["calls"].as_u64().unwrap() > 0, "{m}");
-        assert_eq!(m["errors"], 0, "{m}");
-        let p = &m["latency"];
-        assert!(
-            p["p50_ms"].as_f64().unwrap() <= p["p99_ms"].as_f64().unwrap(),
-            "{m}"
-        );
-    }
-    assert_eq!(
-        measurements[0]["overhead_p95_ms"], 0.0,
-        "the baseline's own overhead"
-    );
 }
 
 #[test]

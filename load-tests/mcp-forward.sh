@@ -52,13 +52,13 @@ measure() {
     --target "mistralrs-stdio=http://127.0.0.1:$mcp/mcp/stream@stdio__echo" \
     --target "supergateway=http://127.0.0.1:$sg/mcp@echo" \
     --target "mcp-proxy=http://127.0.0.1:$proxy/mcp@echo" \
-    --seconds "$seconds" "$@"
+    --server-pid "$server_pid" --seconds "$seconds" "$@"
 }
 measure_rust() {
   target/release/mistralrs-load mcp-forward \
     --target "direct-rust=http://127.0.0.1:$rust/mcp@echo" \
     --target "mistralrs-rust=http://127.0.0.1:$mcp/mcp/stream@rust__echo" \
-    --seconds "$seconds" "$@"
+    --server-pid "$server_pid" --seconds "$seconds" "$@"
 }
 measure --clients "$levels" --out load-tests/results/mcp-forward.json
 measure --clients 32 --rate "$rates" --out load-tests/results/mcp-forward-paced.json

@@ -9,6 +9,7 @@ mod mcp_client;
 mod mcp_forward;
 mod mcp_sessions;
 mod openai_stream;
+mod proc_stat;
 mod soak_faults;
 mod stats;
 

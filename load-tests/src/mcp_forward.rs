@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::chart::{Chart, Series};
 use crate::mcp_client::{self, Outcome, Session};
+use crate::proc_stat;
 use crate::stats::Percentiles;
 
 /// Options of the scenario.
@@ -51,6 +52,10 @@ pub(crate) struct Args {
     /// (with one level of `--clients`); back to back when not given.
     #[arg(long = "rate", value_delimiter = ',')]
     rates: Vec<f64>,
+    /// The server's process id, to report its CPU time per call on each target
+    /// (the through-server targets' cost; ~0 on the others).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Write the JSON summary here too.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -93,6 +98,8 @@ struct Measurement {
     overhead_p50_ms: f64,
     overhead_p95_ms: f64,
     overhead_p99_ms: f64,
+    /// The server's CPU time (user + system) per answered call, in µs.
+    server_cpu_us_per_call: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,6 +117,8 @@ struct Log {
     latencies: Vec<f64>,
     errors: usize,
     busy: Duration,
+    /// The server's CPU seconds while this target was measured.
+    server_cpu: Option<f64>,
 }
 
 /// `clients` MCP sessions on `target`, opened at once before any timing (a
@@ -253,11 +262,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let mut logs: BTreeMap<usize, Log> = BTreeMap::new();
         for _ in 0..args.rounds {
             for (i, target) in targets.iter().enumerate() {
+                let cpu_before = args.server_pid.and_then(proc_stat::cpu_seconds);
                 let log = measure(&sessions[i], &target.tool, slice, rate).await?;
+                let cpu = args.server_pid.and_then(proc_stat::cpu_seconds);
                 let total = logs.entry(i).or_default();
                 total.latencies.extend(log.latencies);
                 total.errors += log.errors;
                 total.busy += log.busy;
+                if let (Some(before), Some(after)) = (cpu_before, cpu) {
+                    *total.server_cpu.get_or_insert(0.0) += after - before;
+                }
             }
         }
         for session in sessions.into_iter().flatten() {
@@ -267,6 +281,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         for (i, target) in targets.iter().enumerate() {
             let log = logs.remove(&i).unwrap_or_default();
             let calls = log.latencies.len();
+            let server_cpu_us_per_call = log
+                .server_cpu
+                .map(|seconds| seconds * 1e6 / calls.max(1) as f64);
             let latency = Percentiles::of(log.latencies);
             let base: Percentiles = *baseline.get_or_insert(latency);
             measurements.push(Measurement {
@@ -279,6 +296,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 overhead_p50_ms: latency.p50_ms - base.p50_ms,
                 overhead_p95_ms: latency.p95_ms - base.p95_ms,
                 overhead_p99_ms: latency.p99_ms - base.p99_ms,
+                server_cpu_us_per_call,
                 latency,
             });
         }

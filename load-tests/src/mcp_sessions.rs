@@ -85,20 +85,6 @@ struct Summary {
     stages: Vec<Stage>,
 }
 
-/// Resident memory of a process in MiB, from `/proc/<pid>/status`.
-fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
-}
-
 /// Opens `count` sessions, at most [`OPEN_CONCURRENCY`] at a time, each also
 /// listing the tools; the ones that failed are counted.
 async fn open_all(args: &Args, http: &reqwest::Client, count: usize) -> (Vec<Session>, usize) {
@@ -177,7 +163,7 @@ async fn stage(args: &Args, http: &reqwest::Client, count: usize) -> anyhow::Res
         let peak = Arc::clone(&peak);
         tokio::spawn(async move {
             loop {
-                if let (Some(rss), Ok(mut peak)) = (rss_mib(pid), peak.lock()) {
+                if let (Some(rss), Ok(mut peak)) = (crate::proc_stat::rss_mib(pid), peak.lock()) {
                     *peak = Some(peak.map_or(rss, |p: f64| p.max(rss)));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;

@@ -282,12 +282,20 @@ fn mcp_forward_smoke() {
         "2",
         "--rounds",
         "2",
+        "--server-pid",
+        &server.child.id().to_string(),
     ]);
     let measurements = summary["measurements"].as_array().unwrap();
     assert_eq!(measurements.len(), 10, "5 targets x 2 levels");
     for m in measurements {
         assert!(m["calls"].as_u64().unwrap() > 0, "{m}");
         assert_eq!(m["errors"], 0, "{m}");
+        if m["target"].as_str().unwrap().starts_with("through") {
+            // Each forwarded call costs the server some CPU: more than nothing,
+            // less than a tenth of a second.
+            let cpu = m["server_cpu_us_per_call"].as_f64().unwrap();
+            assert!(cpu > 1.0 && cpu < 100_000.0, "{m}");
+        }
         let p = &m["latency"];
         assert!(
             p["p50_ms"].as_f64().unwrap() <= p["p99_ms"].as_f64().unwrap(),

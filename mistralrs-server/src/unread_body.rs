@@ -41,11 +41,7 @@ pub async fn close_after_unread_body(
     request: Request,
     next: Next,
 ) -> Response {
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(&request);
     if declared.is_some_and(|n| n <= limit as u64) {
         return next.run(request).await;
     }
@@ -62,6 +58,15 @@ pub async fn close_after_unread_body(
         }
     }
     response
+}
+
+/// The body length a request declares in `Content-Length`, if it does.
+pub fn declared_length(request: &Request) -> Option<u64> {
+    request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Reads and discards `body` until it ends, [`DRAIN_BYTES`] or [`DRAIN_TIME`].

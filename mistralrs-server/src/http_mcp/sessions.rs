@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mistralrs_core::metrics::metrics;
@@ -39,12 +38,7 @@ pub(super) async fn limit_sessions(
     request: Request,
     next: Next,
 ) -> Response {
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+    if crate::unread_body::declared_length(&request).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",

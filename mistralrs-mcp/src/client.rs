@@ -10,6 +10,7 @@
 //! status bumps the `changes` counter the forwarder watches.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +21,10 @@ use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientRequest, Implementation, ProgressNotificationParam,
     ProgressToken, Prompt, Resource, ResourceTemplate, Tool,
 };
-use rmcp::service::{NotificationContext, Peer, RunningService};
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::service::{ClientInitializeError, NotificationContext, Peer, RunningService};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpError,
+};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient, RoleServer, ServiceExt};
 use tokio::io::AsyncBufReadExt;
@@ -44,12 +47,53 @@ const HTTP_MAX_CONCURRENT: usize = 256;
 /// The client of URL upstreams. rmcp's default client keeps no idle
 /// connections, which costs a new TCP connection per call (measured: ~0.5 ms of
 /// CPU per forwarded call); this one pools them. Redirects are not followed, so
-/// a bearer token never travels to another origin.
-pub(crate) fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
+/// a bearer token never travels to another origin. `https` is verified against
+/// the system's roots (rustls) plus those of `ca_file`, when given.
+pub(crate) fn http_client(ca_file: Option<&Path>) -> std::result::Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if roots.is_empty() {
+            return Err(format!("{}: no PEM certificate in it", path.display()));
+        }
+        builder = builder.tls_certs_merge(roots);
+    }
+    builder.build().map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// An error and the errors beneath it, so that the cause (a refused
+/// certificate, a refused connection) reaches `/health` and the log, not only
+/// rmcp's summary of it.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Why initializing a URL upstream failed, down to the cause: rmcp's own
+/// message stops at "error sending request", without the certificate or
+/// connection error beneath it.
+fn http_init_error(error: &ClientInitializeError) -> String {
+    if let ClientInitializeError::TransportError {
+        error: transport,
+        context,
+    } = error
+        && let Some(StreamableHttpError::Client(client)) = transport
+            .error
+            .downcast_ref::<StreamableHttpError<reqwest::Error>>()
+    {
+        return format!("{}, when {context}", with_causes(client));
+    }
+    with_causes(error)
 }
 
 /// A tool of an upstream with its argument validator.
@@ -338,7 +382,7 @@ impl Upstream {
                 let running = client
                     .serve(transport)
                     .await
-                    .map_err(|e| format!("initializing: {e}"))?;
+                    .map_err(|e| format!("initializing: {}", with_causes(&e)))?;
                 (running, pid)
             }
             (None, Some(url)) => {
@@ -349,7 +393,7 @@ impl Upstream {
                 let running = client
                     .serve(transport)
                     .await
-                    .map_err(|e| format!("initializing {url}: {e}"))?;
+                    .map_err(|e| format!("initializing {url}: {}", http_init_error(&e)))?;
                 (running, None)
             }
             (None, None) => return Err("neither `command` nor `url` is set".into()),

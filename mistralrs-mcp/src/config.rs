@@ -41,6 +41,9 @@ pub struct McpServerConfig {
     pub headers: BTreeMap<String, String>,
     /// Environment variable holding a bearer token for `url`.
     pub bearer_token_env: Option<String>,
+    /// PEM file of root certificates trusted for an `https` `url` besides the
+    /// system's (a private CA, a self-signed upstream).
+    pub ca_file: Option<PathBuf>,
     /// Seconds to connect and per call. Default 30.
     pub timeout_secs: Option<u64>,
 }
@@ -191,6 +194,11 @@ pub fn validate(client: &McpClientConfig, forwarding: &ToolForwardingConfig) -> 
                 "`mcp_client.servers[{i}].timeout_secs` must be positive"
             ));
         }
+        if server.ca_file.is_some() && server.url.is_none() {
+            return Err(format!(
+                "`mcp_client.servers[{i}].ca_file` applies only to a `url`"
+            ));
+        }
     }
     let security = &forwarding.security;
     for (i, tool) in security.blocked_tools.iter().enumerate() {
@@ -261,6 +269,10 @@ mod tests {
             (
                 "[[mcp_client.servers]]\nname = \"a\"\ncommand = \"x\"\ntimeout_secs = 0",
                 "timeout_secs",
+            ),
+            (
+                "[[mcp_client.servers]]\nname = \"a\"\ncommand = \"x\"\nca_file = \"ca.pem\"",
+                "ca_file",
             ),
             (
                 "[tool_forwarding]\nnamespace_strategy = \"flat\"",

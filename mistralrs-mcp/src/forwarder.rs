@@ -137,19 +137,20 @@ impl Forwarder {
         let (changes, _) = watch::channel(0u64);
         let shutdown = CancellationToken::new();
         let secret_env: Arc<[String]> = crate::config::secret_env_vars(client, forwarding).into();
-        let http = crate::client::http_client();
-        let upstreams: BTreeMap<String, Arc<Upstream>> = servers
-            .iter()
-            .map(|spec| {
-                let upstream = Upstream::new(
-                    spec.clone(),
-                    Arc::clone(&secret_env),
-                    http.clone(),
-                    changes.clone(),
-                );
-                (spec.name.clone(), upstream)
-            })
-            .collect();
+        // One pool for all URL upstreams, but one of its own for each with a `ca_file`.
+        let shared_http = crate::client::http_client(None).map_err(Error::Config)?;
+        let mut upstreams: BTreeMap<String, Arc<Upstream>> = BTreeMap::new();
+        for spec in servers {
+            let http = match &spec.ca_file {
+                Some(path) => crate::client::http_client(Some(path)).map_err(|e| {
+                    Error::Config(format!("`mcp_client.servers` `{}`: ca_file {e}", spec.name))
+                })?,
+                None => shared_http.clone(),
+            };
+            let upstream =
+                Upstream::new(spec.clone(), Arc::clone(&secret_env), http, changes.clone());
+            upstreams.insert(spec.name.clone(), upstream);
+        }
         let longest = upstreams
             .values()
             .map(|u| u.timeout)

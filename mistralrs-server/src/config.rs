@@ -219,7 +219,8 @@ mod tests {
         assert_eq!(config.port, Some(1234));
         assert_eq!(config.http_mcp.port, Some(4322));
         assert_eq!(config.http_mcp.rate_limit.per_ip, Some(20.0));
-        assert_eq!(config.mcp_client.servers.len(), 2);
+        assert_eq!(config.mcp_client.servers.len(), 3);
+        assert!(config.mcp_client.servers[2].ca_file.is_some());
         assert_eq!(
             config.tool_forwarding.cache.cacheable_tools,
             ["filesystem__read_file"]

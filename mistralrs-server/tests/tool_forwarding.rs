@@ -300,6 +300,57 @@ async fn an_http_upstream_that_goes_away_fails_fast_and_is_back_when_it_returns(
     assert_eq!(echoed["is_error"], false, "{echoed}");
 }
 
+/// An https upstream (the Python SDK under uvicorn, with a certificate from a
+/// throwaway CA): trusted through `ca_file`, refused with a certificate error
+/// without it.
+#[tokio::test]
+async fn an_https_upstream_is_trusted_through_its_ca_file_and_refused_without() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/tls_upstream_server.py"
+    );
+    let upstream = Command::new(python)
+        .arg(script)
+        .arg(port.to_string())
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let upstream = HttpUpstream(upstream);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the https upstream did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ca = dir.path().join("ca.pem");
+    let server = start(&format!(
+        "[[mcp_client.servers]]\nname = \"secure\"\nurl = \"https://127.0.0.1:{port}/mcp\"\n\
+         ca_file = {:?}\ntimeout_secs = 10\n\
+         [[mcp_client.servers]]\nname = \"untrusted\"\nurl = \"https://127.0.0.1:{port}/mcp\"\n\
+         timeout_secs = 10\n",
+        ca.display().to_string()
+    ));
+    wait_upstream(&server, "secure", |u| u["status"] == "up").await;
+    let reply = call(&server, "secure__shout", r#"{"text": "over tls"}"#);
+    assert_eq!(reply["is_error"], false, "{reply}");
+    assert_eq!(reply["text"], "OVER TLS", "{reply}");
+
+    let refused = wait_upstream(&server, "untrusted", |u| u["status"] == "down").await;
+    let error = refused["error"].as_str().unwrap().to_lowercase();
+    assert!(error.contains("certificate"), "{refused}");
+    drop(upstream);
+}
+
 /// The upstream is another mistralrs-server whose MCP endpoint wants an API key.
 #[tokio::test]
 async fn an_http_upstream_gets_its_bearer_token_from_the_environment() {

@@ -233,15 +233,18 @@ impl HttpUpstream {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        Self::listening(child, port)
+    }
+
+    /// `child`, once something listens on `port` (bounded wait).
+    fn listening(child: Child, port: u16) -> Self {
+        let upstream = Self(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "server-everything did not listen"
-            );
+            assert!(Instant::now() < deadline, "the upstream did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self(child)
+        upstream
     }
 }
 
@@ -323,15 +326,7 @@ async fn an_https_upstream_is_trusted_through_its_ca_file_and_refused_without() 
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let upstream = HttpUpstream(upstream);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the https upstream did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let upstream = HttpUpstream::listening(upstream, port);
     let ca = dir.path().join("ca.pem");
     let server = start(&format!(
         "[[mcp_client.servers]]\nname = \"secure\"\nurl = \"https://127.0.0.1:{port}/mcp\"\n\

@@ -10,7 +10,7 @@
 #   direct-rust     to the echo server
 #   mistralrs-rust  through mistralrs-server, forwarding `rust__echo` to it
 # first back to back at each level of clients, then 32 clients paced at each
-# rate (calls/s over all clients; latency counted from when a call was due).
+# rate (calls/s over all clients; see load-tests/README.md for how that is timed).
 # Release builds; everything on 127.0.0.1; every process is stopped at the end.
 #
 # Usage: load-tests/mcp-forward.sh [seconds per target and level] [levels] [rates]
@@ -45,22 +45,22 @@ $(everything_stdio stdio)"
 wait_port "$sg"; wait_port "$proxy"
 
 mkdir -p load-tests/results
-measure() {
-  target/release/mistralrs-load mcp-forward \
-    --target "direct=http://127.0.0.1:$direct/mcp@echo" \
-    --target "mistralrs-http=http://127.0.0.1:$mcp/mcp/stream@http__echo" \
-    --target "mistralrs-stdio=http://127.0.0.1:$mcp/mcp/stream@stdio__echo" \
-    --target "supergateway=http://127.0.0.1:$sg/mcp@echo" \
-    --target "mcp-proxy=http://127.0.0.1:$proxy/mcp@echo" \
-    --server-pid "$server_pid" --seconds "$seconds" "$@"
+node_targets=(
+  --target "direct=http://127.0.0.1:$direct/mcp@echo"
+  --target "mistralrs-http=http://127.0.0.1:$mcp/mcp/stream@http__echo"
+  --target "mistralrs-stdio=http://127.0.0.1:$mcp/mcp/stream@stdio__echo"
+  --target "supergateway=http://127.0.0.1:$sg/mcp@echo"
+  --target "mcp-proxy=http://127.0.0.1:$proxy/mcp@echo"
+)
+rust_targets=(
+  --target "direct-rust=http://127.0.0.1:$rust/mcp@echo"
+  --target "mistralrs-rust=http://127.0.0.1:$mcp/mcp/stream@rust__echo"
+)
+forward() {
+  target/release/mistralrs-load mcp-forward --server-pid "$server_pid" --seconds "$seconds" "$@"
 }
-measure_rust() {
-  target/release/mistralrs-load mcp-forward \
-    --target "direct-rust=http://127.0.0.1:$rust/mcp@echo" \
-    --target "mistralrs-rust=http://127.0.0.1:$mcp/mcp/stream@rust__echo" \
-    --server-pid "$server_pid" --seconds "$seconds" "$@"
-}
-measure --clients "$levels" --out load-tests/results/mcp-forward.json
-measure --clients 32 --rate "$rates" --out load-tests/results/mcp-forward-paced.json
-measure_rust --clients "$levels" --out load-tests/results/mcp-forward-rust.json
-measure_rust --clients 32 --rate "$rates" --out load-tests/results/mcp-forward-rust-paced.json
+out=load-tests/results/mcp-forward
+forward "${node_targets[@]}" --clients "$levels" --out "$out.json"
+forward "${node_targets[@]}" --clients 32 --rate "$rates" --out "$out-paced.json"
+forward "${rust_targets[@]}" --clients "$levels" --out "$out-rust.json"
+forward "${rust_targets[@]}" --clients 32 --rate "$rates" --out "$out-rust-paced.json"

@@ -34,15 +34,11 @@ pub(crate) struct Args {
 }
 
 static ECHO_SCHEMA: LazyLock<Arc<JsonObject>> = LazyLock::new(|| {
-    let schema = serde_json::json!({
+    Arc::new(rmcp::object!({
         "type": "object",
         "properties": {"message": {"type": "string", "description": "Message to echo"}},
         "required": ["message"],
-    });
-    match schema {
-        serde_json::Value::Object(map) => Arc::new(map),
-        _ => unreachable!("a JSON object literal"),
-    }
+    }))
 });
 
 #[derive(Debug, Clone, Copy)]

@@ -16,10 +16,12 @@
 //!   Latency then measures capacity: once the machine is saturated it is queueing
 //!   (Little's law), and a target that uses more CPU shows more of it.
 //! - paced (`--rate`, one level of clients, a list of rates): the clients
-//!   together send that many calls per second on a fixed schedule (client `i` of `n` at `t0 + (k·n + i) / rate`), and a call's
-//!   latency counts from the time it was due, not from when it was sent, so a
-//!   slow answer that delays the next call is charged in full (no coordinated
-//!   omission). Below saturation this measures what each call costs.
+//!   together send that many calls per second on a fixed schedule (client `i` of
+//!   `n` at `t0 + (k·n + i) / rate`). A call that is late because its client still
+//!   waited for the last answer counts from when it was due, so slow answers are
+//!   charged in full (no coordinated omission); a call on time counts from when
+//!   it was sent, since the timer's own lateness is the load generator's. Below
+//!   saturation this measures what each call costs.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -165,24 +167,22 @@ async fn measure(
                 arguments.insert("message".into(), format!("load {i}").into());
                 let mut log = Log::default();
                 for call in 0.. {
-                    let (due, sent) = match &schedule {
-                        Some(schedule) => {
-                            let due = schedule.due(call);
-                            // Behind schedule, the wait for the last answer is
-                            // charged; ahead, the timer's lateness (up to a
-                            // millisecond) is the load generator's, not charged.
-                            if Instant::now() < due {
-                                tokio::time::sleep_until(due.into()).await;
-                                (due, Instant::now())
-                            } else {
-                                (due, due)
-                            }
-                        }
-                        None => (Instant::now(), Instant::now()),
-                    };
+                    let due = schedule
+                        .as_ref()
+                        .map_or_else(Instant::now, |schedule| schedule.due(call));
+                    // Checked before waiting, so no client sleeps past the end.
                     if due >= deadline {
                         break;
                     }
+                    // Behind schedule, the wait for the last answer is charged;
+                    // ahead, the timer's lateness (up to a millisecond) is the
+                    // load generator's, not charged.
+                    let sent = if Instant::now() < due {
+                        tokio::time::sleep_until(due.into()).await;
+                        Instant::now()
+                    } else {
+                        due
+                    };
                     match mcp_client::call(&peer, &tool, &arguments).await {
                         (Outcome::Ok, _) => log.latencies.push(sent.elapsed().as_secs_f64()),
                         _ => log.errors += 1,

@@ -482,6 +482,8 @@ async fn stateless_2026_07_28_requests() {
         .await
         .unwrap();
     assert_eq!(unsupported.status(), 400);
+    // Counting the request in flight keeps the JSON answer's length (not chunked).
+    assert!(unsupported.content_length().is_some_and(|n| n > 0));
     let error: serde_json::Value = unsupported.json().await.unwrap();
     assert_eq!(error["error"]["code"], -32022, "{error}");
     assert_eq!(error["error"]["data"]["requested"], "1999-01-01");

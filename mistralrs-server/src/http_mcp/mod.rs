@@ -172,7 +172,7 @@ impl Drop for ActiveConnection {
 
 /// A response body carrying its [`ActiveConnection`]. Size hint and end of
 /// stream pass through, so a JSON answer keeps its `Content-Length` instead of
-/// becoming chunked.
+/// becoming chunked (`http_body_util`'s `map_frame` would drop the size hint).
 struct CountedBody {
     inner: Body,
     _active: ActiveConnection,

@@ -19,7 +19,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use crate::chat_template::ChatTemplate;
 use crate::metrics::{ModelMetrics, metrics};
 use crate::model::{BatchInput, Llama, LoadedModel, SeqChunk};
-use crate::request::{Completion, Event, GeneratedToken, Prompt, Request};
+use crate::request::{Completion, Event, Failure, GeneratedToken, Prompt, Request};
 use crate::sampling::Sampler;
 use crate::scheduler::{Exit, Scheduler, SchedulerConfig, SchedulerStats, StepPlan};
 use crate::sequence::{Advance, Sequence, StopRules};
@@ -161,10 +161,7 @@ fn run(shared: Weak<Shared>, woken: Receiver<()>, model: Llama, cache: KvCache, 
             return;
         };
         if engine.stopping.load(Ordering::Acquire) {
-            engine
-                .scheduler
-                .lock()
-                .fail_all("the server is shutting down");
+            engine.scheduler.lock().fail_all(Failure::ShuttingDown);
             return;
         }
         let (plan, stats) = {
@@ -233,7 +230,7 @@ fn step(engine: &Shared, model: &Llama, cache: &KvCache, device: &Device, plan: 
             tracing::error!(model = %engine.info.name, "forward pass failed: {e}");
             for chunk in &plan.chunks {
                 if let Some(seq) = scheduler.take(chunk.seq) {
-                    scheduler.exit(seq, Exit::Failed("the model failed on this batch".into()));
+                    scheduler.exit(seq, Exit::Failed(Failure::Internal));
                 }
             }
             return;
@@ -393,7 +390,7 @@ impl EngineHandle {
                     output.completion = Some(completion);
                     return Ok(output);
                 }
-                Event::Error(message) => return Err(Error::InvalidRequest(message)),
+                Event::Error(failure) => return Err(failure.into()),
             }
         }
         Err(Error::EngineStopped)

@@ -40,6 +40,9 @@ pub enum Error {
     /// The engine has stopped.
     #[error("the engine has shut down")]
     EngineStopped,
+    /// An accepted request failed while it ran.
+    #[error(transparent)]
+    Failed(#[from] crate::request::Failure),
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),

@@ -65,6 +65,9 @@ pub struct Metrics {
     /// `http_mcp_errors_total{kind}`: MCP requests refused by the server's own
     /// limits or checks (`too_many_sessions`, `body_too_large`, `parse_error`).
     pub http_mcp_errors: IntCounterVec,
+    /// `connections_refused_total{reason}`: connections closed on accept, on
+    /// either port (`per_ip`: the address already holds its maximum).
+    pub connections_refused: IntCounterVec,
     /// `lock_wait_seconds{lock}`: time spent waiting for contended locks.
     pub lock_wait: HistogramVec,
     /// `lock_hold_seconds{lock}`: time locks are held (sampled).
@@ -223,6 +226,11 @@ impl Metrics {
                 "MCP requests refused by the server's limits, by kind.",
                 &["kind"],
             ),
+            connections_refused: counter(
+                "connections_refused_total",
+                "Connections closed on accept, by reason.",
+                &["reason"],
+            ),
             lock_wait: histogram(
                 "lock_wait_seconds",
                 "Time waiting to acquire a lock, recorded only when it was contended.",
@@ -293,6 +301,7 @@ impl Metrics {
             Box::new(m.http_mcp_active_sessions.clone()),
             Box::new(m.http_mcp_active_connections.clone()),
             Box::new(m.http_mcp_errors.clone()),
+            Box::new(m.connections_refused.clone()),
             Box::new(m.tool_calls.clone()),
             Box::new(m.tool_forwarded_duration.clone()),
             Box::new(m.tool_cache_hits.clone()),

@@ -120,6 +120,19 @@ pub enum Event {
     Token(GeneratedToken),
     /// The request finished.
     Done(Completion),
-    /// The request failed; the message is safe to show the client.
-    Error(String),
+    /// The request failed after it was accepted.
+    Error(Failure),
+}
+
+/// Why an accepted request failed. The kind says whose fault it is, so the
+/// server maps it to a status once; the details of an internal failure go to
+/// the server log where it happened, never to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The server is shutting down: retry later or elsewhere.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The engine failed (a forward pass, the KV cache).
+    #[error("internal error; see the server log")]
+    Internal,
 }

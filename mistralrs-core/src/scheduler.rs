@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use mistralrs_paged_attn::{BlockCopy, BlockManager, BlockStats, Error as KvError, SeqId};
 
-use crate::request::FinishReason;
+use crate::request::{Failure, FinishReason};
 use crate::sequence::Sequence;
 
 /// Limits of the scheduler.
@@ -88,7 +88,7 @@ pub(crate) struct Scheduler {
 /// Why a sequence leaves the scheduler.
 pub(crate) enum Exit {
     Finished(FinishReason),
-    Failed(String),
+    Failed(Failure),
     /// The caller went away; nobody to tell.
     Dropped,
 }
@@ -156,8 +156,9 @@ impl Scheduler {
                 }
                 Err(KvError::OutOfBlocks { .. }) => self.preempt_last(),
                 Err(e) => {
+                    tracing::error!(seq = self.running[i].id, "KV cache: {e}");
                     let seq = self.running.remove(i);
-                    self.exit(seq, Exit::Failed(format!("KV cache: {e}")));
+                    self.exit(seq, Exit::Failed(Failure::Internal));
                 }
             }
         }
@@ -271,20 +272,20 @@ impl Scheduler {
         self.blocks.free(seq.id);
         match exit {
             Exit::Finished(reason) => seq.finish(reason),
-            Exit::Failed(message) => seq.fail(message),
+            Exit::Failed(failure) => seq.fail(failure),
             Exit::Dropped => {}
         }
     }
 
     /// Ends every sequence with an error (shutdown).
-    pub(crate) fn fail_all(&mut self, message: &str) {
+    pub(crate) fn fail_all(&mut self, failure: Failure) {
         let all: Vec<Sequence> = self
             .waiting
             .drain(..)
             .chain(self.running.drain(..))
             .collect();
         for seq in all {
-            self.exit(seq, Exit::Failed(message.to_owned()));
+            self.exit(seq, Exit::Failed(failure));
         }
     }
 }

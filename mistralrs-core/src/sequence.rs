@@ -8,7 +8,7 @@ use mistralrs_paged_attn::SeqId;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::metrics::ModelMetrics;
-use crate::request::{Completion, Event, FinishReason, GeneratedToken, Usage};
+use crate::request::{Completion, Event, Failure, FinishReason, GeneratedToken, Usage};
 use crate::sampling::{Sampled, Sampler};
 use crate::tokenizer::{IncrementalDecoder, Tokenizer};
 
@@ -245,8 +245,8 @@ impl Sequence {
     }
 
     /// Sends an error as the final event.
-    pub(crate) fn fail(&self, message: String) {
-        let _ = self.events.send(Event::Error(message));
+    pub(crate) fn fail(&self, failure: Failure) {
+        let _ = self.events.send(Event::Error(failure));
     }
 }
 

@@ -333,13 +333,20 @@ impl Upstream {
     /// Serves a live connection until it ends; returns why it ended.
     async fn watch(&self, running: Running, shutdown: &CancellationToken) -> String {
         let peer = running.peer().clone();
+        let stop = running.cancellation_token();
         let ended = running.waiting();
         tokio::pin!(ended);
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return "the server is shutting down".into(),
+                () = shutdown.cancelled() => {
+                    // Closing the transport ends a child process (rmcp's
+                    // TokioChildProcess::graceful_shutdown); wait for it.
+                    stop.cancel();
+                    let _ = ended.await;
+                    return "the server is shutting down".into();
+                }
                 quit = &mut ended => return format!("connection ended ({quit:?})"),
                 () = self.refetch.notified() => {
                     if peer.is_transport_closed() {

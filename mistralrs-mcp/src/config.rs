@@ -151,6 +151,48 @@ pub fn secret_env_vars(client: &McpClientConfig, forwarding: &ToolForwardingConf
     vars
 }
 
+impl ToolForwardingConfig {
+    /// Reads tool names written `server::tool` in `blocked_tools`,
+    /// `cacheable_tools` and key scopes' `tools` as `server<separator>tool` (the
+    /// spelling of older templates). Returns a warning per name rewritten,
+    /// showing the spelling to use.
+    pub fn respell_tool_names(&mut self) -> Vec<String> {
+        let separator = self.namespace_separator.clone();
+        if separator == "::" {
+            return Vec::new();
+        }
+        let mut warnings = Vec::new();
+        let mut respell = |key: String, names: &mut Vec<String>| {
+            for name in names.iter_mut() {
+                if let Some((server, tool)) = name.split_once("::") {
+                    let spelled = format!("{server}{separator}{tool}");
+                    warnings.push(format!(
+                        "`{key}`: `{name}` is read as `{spelled}`; write it that way (the separator is `{separator}`)"
+                    ));
+                    *name = spelled;
+                }
+            }
+        };
+        respell(
+            "tool_forwarding.security.blocked_tools".into(),
+            &mut self.security.blocked_tools,
+        );
+        respell(
+            "tool_forwarding.cache.cacheable_tools".into(),
+            &mut self.cache.cacheable_tools,
+        );
+        for (i, scope) in self.security.key_scopes.iter_mut().enumerate() {
+            if let Some(tools) = &mut scope.tools {
+                respell(
+                    format!("tool_forwarding.security.key_scopes[{i}].tools"),
+                    tools,
+                );
+            }
+        }
+        warnings
+    }
+}
+
 impl McpClientConfig {
     /// The configured upstreams when the client is enabled, else none.
     pub fn active_servers(&self) -> &[McpServerConfig] {

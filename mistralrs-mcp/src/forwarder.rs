@@ -23,6 +23,7 @@ use rmcp::{ErrorData as McpError, Peer, RoleServer};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::cache::ToolCache;
 use crate::client::{Catalog, Connection, ProgressRoute, Status, Upstream};
@@ -65,6 +66,9 @@ pub struct Forwarder {
     max_argument_bytes: usize,
     subscribers: Mutex<Vec<Peer<RoleServer>>>,
     shutdown: CancellationToken,
+    /// The upstream supervisors, awaited at shutdown so child processes are
+    /// ended before the server exits.
+    supervisors: TaskTracker,
 }
 
 /// How a failed call is counted in `tool_errors_total{kind}`.
@@ -166,11 +170,14 @@ impl Forwarder {
                 .unwrap_or(DEFAULT_MAX_ARGUMENT_BYTES),
             subscribers: Mutex::new("mcp_list_subscribers", Vec::new()),
             shutdown: shutdown.clone(),
+            supervisors: TaskTracker::new(),
             upstreams,
         });
         let mut changed = changes.subscribe();
         for upstream in forwarder.upstreams.values() {
-            tokio::spawn(Arc::clone(upstream).supervise(shutdown.clone()));
+            forwarder
+                .supervisors
+                .spawn(Arc::clone(upstream).supervise(shutdown.clone()));
         }
         let settled = async {
             while forwarder
@@ -184,13 +191,48 @@ impl Forwarder {
             }
         };
         let _ = tokio::time::timeout(longest + Duration::from_secs(1), settled).await;
+        forwarder.warn_unmatched_names(forwarding);
         tokio::spawn(Arc::clone(&forwarder).announce_changes(changes.subscribe()));
         Ok(Some(forwarder))
     }
 
-    /// Stops every upstream connection (child processes are ended).
-    pub fn shutdown(&self) {
+    /// Warns about each blocked or cacheable tool name that matches no tool of
+    /// a connected upstream (or names no configured upstream): a typo in a deny
+    /// list must not pass silently.
+    fn warn_unmatched_names(&self, forwarding: &ToolForwardingConfig) {
+        let configured = forwarding
+            .security
+            .blocked_tools
+            .iter()
+            .map(|name| ("tool_forwarding.security.blocked_tools", name))
+            .chain(
+                forwarding
+                    .cache
+                    .cacheable_tools
+                    .iter()
+                    .map(|name| ("tool_forwarding.cache.cacheable_tools", name)),
+            );
+        for (key, name) in configured {
+            let Some((server, tool)) = self.names.parse(name) else {
+                continue;
+            };
+            match self.upstreams.get(server).map(|u| u.status()) {
+                None => tracing::warn!("`{key}`: `{name}` names no configured upstream `{server}`"),
+                Some(Status::Up(connection)) if connection.catalog.tool(tool).is_none() => {
+                    tracing::warn!("`{key}`: `{name}`: upstream `{server}` has no tool `{tool}`");
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Stops every upstream connection and waits until they are closed: a
+    /// child process gets MCP's stdio shutdown (stdin closed, then SIGTERM, then
+    /// SIGKILL, 3 s apart) before this returns.
+    pub async fn shutdown(&self) {
         self.shutdown.cancel();
+        self.supervisors.close();
+        self.supervisors.wait().await;
     }
 
     /// Each upstream's state, for `/health`.

@@ -41,7 +41,7 @@ impl Forwarder {
     }
 
     /// Never called.
-    pub fn shutdown(&self) {
+    pub async fn shutdown(&self) {
         match *self {}
     }
 

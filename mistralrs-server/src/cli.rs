@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{AuthMethod, Config, ModelEntry};
+use crate::config::{Config, ModelEntry};
 
 /// An OpenAI-compatible LLM inference server with Prometheus metrics.
 #[derive(Debug, Parser)]
@@ -25,7 +25,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub http_mcp_port: Option<u16>,
     /// An API key MCP clients must send as `Authorization: Bearer <key>`;
-    /// repeatable, and turns on `api_key` auth. Keys on the command line show in
+    /// repeatable; like any configured key, turns on `api_key` auth. Keys on the command line show in
     /// `ps`: prefer MISTRALRS_MCP_API_KEYS or `[http_mcp] api_keys_file`.
     #[arg(long = "http-mcp-auth-key", global = true, value_name = "KEY")]
     pub http_mcp_auth_keys: Vec<String>,
@@ -65,13 +65,10 @@ impl Cli {
         config.serve_ip = self.serve_ip.or(config.serve_ip);
         config.port = self.port.or(config.port);
         config.http_mcp.port = self.http_mcp_port.or(config.http_mcp.port);
-        if !self.http_mcp_auth_keys.is_empty() {
-            config.http_mcp.auth_method = AuthMethod::ApiKey;
-            config
-                .http_mcp
-                .api_keys
-                .extend(self.http_mcp_auth_keys.iter().cloned());
-        }
+        config
+            .http_mcp
+            .api_keys
+            .extend(self.http_mcp_auth_keys.iter().cloned());
         config.max_seqs = self.max_seqs.or(config.max_seqs);
         config.kv_cache_blocks = self.kv_cache_blocks.or(config.kv_cache_blocks);
         config.log_level = self.log_level.clone().or(config.log_level);
@@ -123,5 +120,13 @@ mod tests {
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
+    }
+
+    #[test]
+    fn flags_are_validated_with_the_file() {
+        let cli = Cli::parse_from(["mistralrs-server", "--max-seqs", "0", "run", "-m", "demo"]);
+        let merged = cli.merge_into(Config::default());
+        let err = merged.validate().unwrap_err();
+        assert!(err.contains("max_seqs"), "{err}");
     }
 }

@@ -6,9 +6,17 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use mistralrs_mcp::config::{McpClientConfig, ToolForwardingConfig};
 use serde::Deserialize;
+
+use crate::connections::ConnectionLimits;
+
+/// Slowest rate a limit may have: one request a day.
+pub const MIN_RATE: f64 = 1.0 / 86_400.0;
+/// Fastest: a billion a second (the limiter counts in nanoseconds).
+pub const MAX_RATE: f64 = 1e9;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -29,10 +37,22 @@ pub struct Config {
     /// Largest request body in bytes. Default 4 MiB: room for long prompts, no room
     /// for a memory attack.
     pub max_body_bytes: Option<usize>,
+    /// Seconds a client has to send a request's headers, on both ports. Default 60
+    /// (nginx's `client_header_timeout`): a client trickling headers is closed.
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a kept-alive connection may sit with no request in flight and no
+    /// bytes moving before it is closed. Default 60.
+    pub idle_connection_timeout_secs: Option<u64>,
+    /// Open connections per client IP address, on each port; more are closed on
+    /// accept. Default 512.
+    pub max_connections_per_ip: Option<usize>,
     /// Seconds in-flight requests get to finish at shutdown. Default 10.
     pub shutdown_timeout_secs: Option<u64>,
     /// `error`, `warn`, `info`, `debug` or `trace`. Default `info`.
     pub log_level: Option<String>,
+    /// Log prompts, tool arguments and results (at `debug`). Default false: they
+    /// are user data; logs carry sizes and ids instead.
+    pub log_payloads: bool,
     /// Lock instrumentation and the metrics endpoint.
     pub prometheus_locks: PrometheusLocksConfig,
     /// The MCP endpoint over Streamable HTTP.
@@ -66,11 +86,10 @@ impl Default for PrometheusLocksConfig {
 }
 
 /// How MCP clients authenticate.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     /// No authentication; only allowed on a loopback address.
-    #[default]
     None,
     /// `Authorization: Bearer <key>` with one of the configured keys.
     ApiKey,
@@ -80,10 +99,17 @@ pub enum AuthMethod {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpMcpConfig {
+    /// `false` turns the endpoint off even when a port is given; `true` requires
+    /// a port (here or `--http-mcp-port`). Default: on exactly when a port is given.
+    pub enabled: Option<bool>,
     /// Port of `/mcp/stream`; the endpoint is off when unset.
     pub port: Option<u16>,
-    /// Default `none` (refused off loopback).
-    pub auth_method: AuthMethod,
+    /// Default: `api_key` when any key is configured (here, in the environment,
+    /// on the command line or in key scopes), else `none` (refused off loopback).
+    /// `none` next to configured keys is a start-up error.
+    pub auth_method: Option<AuthMethod>,
+    /// One accepted API key, as `--http-mcp-auth-key`.
+    pub auth_key: Option<String>,
     /// Accepted API keys. Prefer `api_keys_file` or the environment, so keys stay
     /// out of config files that get shared.
     pub api_keys: Vec<String>,
@@ -112,6 +138,27 @@ pub struct RateLimitConfig {
     pub per_ip: Option<f64>,
     /// Requests allowed at once above the rate. Default: one second's worth.
     pub burst: Option<u32>,
+    /// Failed authentications per second per client IP; past the budget every
+    /// request from that address gets 429 until it refills. Default 0.1 (one
+    /// every ten seconds), always on.
+    pub auth_failures_per_ip: Option<f64>,
+    /// Failed authentications an address may make at once. Default 10.
+    pub auth_failures_burst: Option<u32>,
+}
+
+impl RateLimitConfig {
+    /// Default of `auth_failures_per_ip`.
+    pub const DEFAULT_AUTH_FAILURES_PER_IP: f64 = 0.1;
+    /// Default of `auth_failures_burst`.
+    pub const DEFAULT_AUTH_FAILURES_BURST: u32 = 10;
+}
+
+impl HttpMcpConfig {
+    /// The port of the endpoint, or `None` when it is off (no port, or
+    /// `enabled = false`).
+    pub fn endpoint_port(&self) -> Option<u16> {
+        self.port.filter(|_| self.enabled != Some(false))
+    }
 }
 
 /// `[[models]]`: one more model to serve.
@@ -146,7 +193,21 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads and checks `path`.
+    /// The connection limits of both ports.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        let defaults = ConnectionLimits::default();
+        ConnectionLimits {
+            header_read_timeout: self
+                .header_read_timeout_secs
+                .map_or(defaults.header_read_timeout, Duration::from_secs),
+            idle_timeout: self
+                .idle_connection_timeout_secs
+                .map_or(defaults.idle_timeout, Duration::from_secs),
+            max_per_ip: self.max_connections_per_ip.unwrap_or(defaults.max_per_ip),
+        }
+    }
+
+    /// Reads `path`; [`Config::validate`] checks it once flags are merged in.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -159,19 +220,33 @@ impl Config {
         })
     }
 
-    /// Parses and checks TOML text; the error names the key.
+    /// Parses TOML text; the error names the key.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        let config: Self = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
-        config.validate()?;
-        Ok(config)
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Checks the settings (the file's with the flags on top); the error names
+    /// the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.http_mcp.enabled == Some(true) && self.http_mcp.port.is_none() {
+            return Err(
+                "`http_mcp.enabled = true` needs a port: `http_mcp.port` or --http-mcp-port".into(),
+            );
+        }
         let positive = [
             ("max_seqs", self.max_seqs),
             ("kv_cache_blocks", self.kv_cache_blocks),
             ("max_batch_tokens", self.max_batch_tokens),
             ("max_body_bytes", self.max_body_bytes),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            (
+                "header_read_timeout_secs",
+                self.header_read_timeout_secs.map(|s| s as usize),
+            ),
+            (
+                "idle_connection_timeout_secs",
+                self.idle_connection_timeout_secs.map(|s| s as usize),
+            ),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == Some(0)) {
             return Err(format!("`{key}` must be at least 1"));
@@ -191,10 +266,11 @@ impl Config {
             ("global", rates.global),
             ("per_key", rates.per_key),
             ("per_ip", rates.per_ip),
+            ("auth_failures_per_ip", rates.auth_failures_per_ip),
         ] {
-            if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            if rate.is_some_and(|r| !(MIN_RATE..=MAX_RATE).contains(&r)) {
                 return Err(format!(
-                    "`http_mcp.rate_limit.{key}` must be a positive number"
+                    "`http_mcp.rate_limit.{key}` must be between {MIN_RATE:.3e} (one a day) and {MAX_RATE:e} per second"
                 ));
             }
         }
@@ -246,13 +322,21 @@ mod tests {
             ("max_seqs = 0", "max_seqs"),
             ("log_level = \"loud\"", "log_level"),
             ("[http_mcp.rate_limit]\nper_ip = -1.0", "per_ip"),
+            ("[http_mcp.rate_limit]\nglobal = 1e-30", "global"),
+            ("[http_mcp.rate_limit]\nper_key = 1e-12", "per_key"),
+            (
+                "[http_mcp.rate_limit]\nauth_failures_per_ip = 0.0",
+                "auth_failures_per_ip",
+            ),
             ("[[mcp_client.servers]]\nname = \"a\"", "command"),
             (
                 "[tool_forwarding]\nnamespace_strategy = \"flat\"",
                 "namespace_strategy",
             ),
         ] {
-            let err = Config::from_toml(text).unwrap_err();
+            let err = Config::from_toml(text)
+                .and_then(|c| c.validate())
+                .unwrap_err();
             assert!(err.contains(key), "{text}: {err}");
         }
     }

@@ -3,6 +3,8 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod connections;
+mod guarded_body;
 #[cfg(feature = "http-mcp-stream")]
 pub mod http_mcp;
 #[cfg(not(feature = "http-mcp-stream"))]

@@ -12,7 +12,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::app::{AppState, app};
 use crate::cli::Cli;
-use crate::config::{AuthMethod, Config, ModelEntry};
+use crate::config::{Config, ModelEntry};
+use crate::connections;
 use crate::http_mcp;
 use crate::model_source;
 
@@ -26,8 +27,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
-    let config = cli.merge_into(file);
-    init_logging(config.log_level.as_deref().unwrap_or("info"));
+    let mut config = cli.merge_into(file);
+    let respelled = config.tool_forwarding.respell_tool_names();
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("settings (config file and flags): {e}"))?;
+    init_logging(
+        config.log_level.as_deref().unwrap_or("info"),
+        config.log_payloads,
+    );
+    for warning in respelled {
+        tracing::warn!("{warning}");
+    }
     let router = Arc::new(Router::new());
     for entry in &config.models {
         load_model(&router, entry, &config)?;
@@ -38,8 +49,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
-fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+/// Logs at `level` unless `RUST_LOG` says otherwise. rmcp's session layer is
+/// held at `warn`: it logs session ids, which work like bearer tokens, at
+/// `info`. Unless `log_payloads`, so is rmcp's service loop: at `debug` and
+/// `info` it logs whole messages, prompts, tool arguments and results included.
+fn init_logging(level: &str, log_payloads: bool) {
+    let mut directives = format!("{level},rmcp::transport::streamable_http_server=warn");
+    if !log_payloads {
+        directives.push_str(",rmcp::service=warn");
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -105,13 +124,8 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
     // Stop accepting at the signal; end what is still running after the grace period.
     let stop_accepting = CancellationToken::new();
     let end_streams = CancellationToken::new();
-    let mcp = match config.http_mcp.port {
+    let mcp = match config.http_mcp.endpoint_port() {
         Some(port) => {
-            if config.http_mcp.auth_method == AuthMethod::None && !ip.is_loopback() {
-                anyhow::bail!(
-                    "the MCP endpoint without authentication may only bind a loopback address, not {ip}"
-                );
-            }
             let mcp_app = http_mcp::app(
                 Arc::clone(&router),
                 forwarder.clone(),
@@ -145,44 +159,19 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
         Arc::clone(&router),
         grace,
     ));
-    let main = axum::serve(no_delay(listener), app)
-        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let limits = config.connection_limits();
+    let main = connections::serve(listener, app, limits, stop_accepting.clone());
     let mcp = async move {
-        match mcp {
-            Some((listener, app)) => {
-                axum::serve(
-                    no_delay(listener),
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(stop_accepting.cancelled_owned())
-                .await
-            }
-            None => Ok(()),
+        if let Some((listener, app)) = mcp {
+            connections::serve(listener, app, limits, stop_accepting).await;
         }
     };
-    let (main_result, mcp_result) = tokio::join!(main, mcp);
+    tokio::join!(main, mcp);
     if let Some(forwarder) = &forwarder {
-        forwarder.shutdown();
+        forwarder.shutdown().await;
     }
-    main_result.context("serving")?;
-    mcp_result.context("serving MCP")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Accepted connections with `TCP_NODELAY`: SSE events (tokens, progress, small
-/// tool results) are small writes, and Nagle's algorithm would hold each one
-/// back until the previous was acknowledged (up to a delayed-ACK 40 ms).
-fn no_delay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn set(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    }
-    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
 /// At SIGINT/SIGTERM: stop accepting, let the engines finish what they run for

@@ -1,5 +1,5 @@
-//! A 413 leaves the rest of the request body unread on the connection. Two
-//! things go wrong unless the server takes care:
+//! An early refusal (401, 429, 413, 503, ...) leaves the request body unread on
+//! the connection. Two things go wrong unless the server takes care:
 //!
 //! - the server cannot read the next request from that connection and drops it,
 //!   so the response says `Connection: close`; without it, a pooling client
@@ -11,17 +11,19 @@
 //!   background after the response is sent (bounded in bytes and time), and the
 //!   connection closes once it is read: nginx's "lingering close".
 //!
-//! The 413 itself goes out at once, so a client that waits for an early answer
-//! before sending a large body is still refused before it sends.
+//! This is decided here, once, for every response of a port: whatever answers
+//! early, the answer itself goes out at once (a client that waits for an early
+//! answer before sending a large body is refused before it sends), and a
+//! connection whose request body was read to its end stays open.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -33,23 +35,25 @@ const DRAIN_BYTES: u64 = 64 << 20;
 /// For at most this long.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// Middleware, with the app's body limit as state: a request whose declared
-/// length fits passes untouched; any other that gets a 413 has `Connection:
-/// close` added and the rest of its body drained after the response.
+/// Middleware: a request whose body the handler did not read to its end gets
+/// `Connection: close` on its response, and the rest of its body is drained
+/// after the response (unless it declares more than [`DRAIN_BYTES`]). The
+/// state (the app's body limit) is no longer needed to decide; it is kept so
+/// both ports call this the same way.
 pub async fn close_after_unread_body(
-    State(limit): State<usize>,
+    State(_limit): State<usize>,
     request: Request,
     next: Next,
 ) -> Response {
-    let declared = declared_length(&request);
-    if declared.is_some_and(|n| n <= limit as u64) {
+    if request.body().is_end_stream() {
         return next.run(request).await;
     }
+    let declared = declared_length(&request);
     let (parts, body) = request.into_parts();
-    let body = SharedBody(Arc::new(Mutex::new(body)));
-    let kept = SharedBody(Arc::clone(&body.0));
+    let body = SharedBody::new(body);
+    let kept = body.share();
     let mut response = next.run(Request::from_parts(parts, Body::new(body))).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if !kept.is_end_stream() {
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -86,12 +90,35 @@ async fn drain(mut body: Body) {
 }
 
 /// The request body, shared between the handler and this middleware, so that
-/// what the handler left unread can be drained after it answered.
-struct SharedBody(Arc<Mutex<Body>>);
+/// what the handler left unread can be drained after it answered. `ended`
+/// notes that a reader saw its end (a chunked body never says so by itself).
+struct SharedBody {
+    body: Arc<Mutex<Body>>,
+    ended: Arc<AtomicBool>,
+}
 
 impl SharedBody {
+    fn new(body: Body) -> Self {
+        Self {
+            body: Arc::new(Mutex::new(body)),
+            ended: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A second handle on the same body.
+    fn share(&self) -> Self {
+        Self {
+            body: Arc::clone(&self.body),
+            ended: Arc::clone(&self.ended),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Body> {
+        self.body.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn take(&self) -> Body {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *self.lock())
     }
 }
 
@@ -103,21 +130,18 @@ impl HttpBody for SharedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let mut body = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        Pin::new(&mut *body).poll_frame(cx)
+        let polled = Pin::new(&mut *self.lock()).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_end_stream()
+        self.ended.load(Ordering::Relaxed) || self.lock().is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .size_hint()
+        self.lock().size_hint()
     }
 }

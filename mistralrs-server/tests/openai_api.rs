@@ -292,6 +292,23 @@ async fn a_full_queue_answers_503() {
     assert!(statuses.contains(&200), "{statuses:?}");
     let rejected = results.iter().find(|(s, _)| *s == 503).unwrap();
     assert_eq!(rejected.1["error"]["code"], "overloaded");
+    let retry = reqwest::Client::new()
+        .post(server.url("/v1/chat/completions"))
+        .json(&long);
+    let (a, b, c) = tokio::join!(
+        retry.try_clone().unwrap().send(),
+        retry.try_clone().unwrap().send(),
+        retry.send()
+    );
+    let refused = [a.unwrap(), b.unwrap(), c.unwrap()]
+        .into_iter()
+        .find(|r| r.status() == 503)
+        .expect("one of three is refused with one running and one waiting");
+    assert_eq!(
+        refused.headers()["retry-after"],
+        "1",
+        "a 503 says when to retry"
+    );
 }
 
 #[tokio::test]

@@ -31,6 +31,7 @@ fn start_up_errors_name_the_problem() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("not found"), "{err}");
 
+    #[cfg(feature = "http-mcp-stream")]
     let out = run_server(&[
         "--serve-ip",
         "0.0.0.0",
@@ -42,8 +43,17 @@ fn start_up_errors_name_the_problem() {
         "-m",
         "demo",
     ]);
+    #[cfg(feature = "http-mcp-stream")]
+    {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("loopback"), "{err}");
+    }
+    let out = run_server(&["--port", "0", "--max-seqs", "0", "run", "-m", "demo"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("loopback"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("max_seqs"),
+        "flags are validated: {err}"
+    );
 
     let out = run_server(&["--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--kv-cache-blocks"));
@@ -89,11 +99,21 @@ async fn shutdown_past_the_grace_period_cancels_what_is_left() {
     let started = Instant::now();
     let text = resp.text().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
+    let tail = &text[text.len().saturating_sub(300)..];
     assert!(
         text.contains("shutting down"),
-        "the client is told why: {}",
-        &text[text.len().saturating_sub(300)..]
+        "the client is told why: {tail}"
     );
+    let error = sse_data(&text)
+        .iter()
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .find(|v| v.get("error").is_some())
+        .unwrap_or_default();
+    assert_eq!(
+        error["error"]["type"], "server_error",
+        "not the caller's fault: {tail}"
+    );
+    assert_eq!(error["error"]["code"], "shutting_down", "{tail}");
     let status = server.child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
 }

@@ -1,8 +1,10 @@
 //! API-key authentication of the MCP endpoint: `Authorization: Bearer <key>`.
 //!
-//! Keys come from `[http_mcp] api_keys`, the file `api_keys_file` (one per line),
-//! the environment variable `MISTRALRS_MCP_API_KEYS` (comma-separated) and
-//! repeated `--http-mcp-auth-key`. A presented key is compared with every
+//! Keys come from `[http_mcp] api_keys` and `auth_key`, the file `api_keys_file`
+//! (one per line), the environment variable `MISTRALRS_MCP_API_KEYS`
+//! (comma-separated), repeated `--http-mcp-auth-key` and the key scopes. Any key
+//! from any of them turns key authentication on: a configured key never goes
+//! unchecked. The scheme is matched case-insensitively (RFC 7235). A presented key is compared with every
 //! configured key in constant time, without stopping at the first match, so the
 //! response time does not tell how much of a key was right. Keys are never logged.
 //!
@@ -11,19 +13,26 @@
 //! gets the matching [`CallerScope`] in its extensions for the forwarder. When a
 //! key is configured both plainly and with a scope, the scope applies.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderValue;
+use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use governor::DefaultKeyedRateLimiter;
+use governor::clock::{Clock, DefaultClock};
 use mistralrs_core::metrics::metrics;
+use mistralrs_core::sync::Mutex;
 use mistralrs_mcp::CallerScope;
 use mistralrs_mcp::config::KeyScope;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::config::HttpMcpConfig;
+use super::rejection::{AuthFailure as Failure, Rejection};
+use crate::config::{AuthMethod, HttpMcpConfig};
 
 use mistralrs_mcp::config::API_KEYS_ENV as KEYS_ENV;
 
@@ -44,34 +53,19 @@ impl std::fmt::Debug for ApiKeys {
     }
 }
 
-/// Why a request was refused; the metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    Missing,
-    Malformed,
-    Invalid,
-}
-
-impl Failure {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Missing => "missing",
-            Self::Malformed => "malformed",
-            Self::Invalid => "invalid",
-        }
-    }
-}
-
 impl ApiKeys {
-    /// Every configured key; an error when there is none, the file is
-    /// unreadable or a scope's environment variable is unset. `env` reads the
-    /// environment (a parameter so tests need not change the process's).
+    /// Every configured key, or `None` when no key is configured anywhere and
+    /// `auth_method` does not ask for keys. Errors: `auth_method = "api_key"`
+    /// without a key, `auth_method = "none"` next to keys, an unreadable key file,
+    /// a scope whose environment variable is unset. `env` reads the environment
+    /// (a parameter so tests need not change the process's).
     pub(super) fn load(
         config: &HttpMcpConfig,
         key_scopes: &[KeyScope],
         env: impl Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<Option<Self>> {
         let mut keys: Vec<String> = config.api_keys.clone();
+        keys.extend(config.auth_key.clone());
         if let Some(path) = &config.api_keys_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("[http_mcp] api_keys_file {}: {e}", path.display()))?;
@@ -104,12 +98,16 @@ impl ApiKeys {
             keys.push(key.as_bytes().to_vec());
             scopes.push(CallerScope::from_config(i, scope));
         }
-        if keys.is_empty() {
-            anyhow::bail!(
-                "[http_mcp] auth_method = \"api_key\" needs at least one key (api_keys, api_keys_file, {KEYS_ENV} or --http-mcp-auth-key)"
-            );
+        match (config.auth_method, keys.is_empty()) {
+            (Some(AuthMethod::ApiKey), true) => anyhow::bail!(
+                "[http_mcp] auth_method = \"api_key\" needs at least one key (api_keys, auth_key, api_keys_file, {KEYS_ENV} or --http-mcp-auth-key)"
+            ),
+            (Some(AuthMethod::None), false) => anyhow::bail!(
+                "[http_mcp] auth_method = \"none\" contradicts the configured API keys (api_keys, auth_key, api_keys_file, {KEYS_ENV}, --http-mcp-auth-key or key_scopes): remove the keys, or the auth_method line to require them"
+            ),
+            (_, true) => Ok(None),
+            (_, false) => Ok(Some(Self { keys, scopes })),
         }
-        Ok(Self { keys, scopes })
     }
 
     fn check(&self, header: Option<&HeaderValue>) -> Result<KeyId, Failure> {
@@ -117,8 +115,7 @@ impl ApiKeys {
         let presented = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer_token)
             .filter(|k| !k.is_empty())
             .ok_or(Failure::Malformed)?;
         // Every key is compared, and the index chosen without branching on a match.
@@ -137,37 +134,108 @@ impl ApiKeys {
     }
 }
 
-/// Middleware: 401 with `WWW-Authenticate` unless the request carries a valid key.
+/// The token of `Bearer <token>`, the scheme in any case (RFC 7235).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Failed authentications per client IP. Each failure takes a token from the
+/// address's own budget (`[http_mcp.rate_limit] auth_failures_per_ip`); once it
+/// is spent, every request from that address gets 429 until the budget refills,
+/// with the right key or not, so guessing gains nothing from speed.
+pub(super) struct AuthFailureLimit {
+    budget: DefaultKeyedRateLimiter<IpAddr>,
+    blocked_until: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+impl std::fmt::Debug for AuthFailureLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthFailureLimit")
+    }
+}
+
+impl AuthFailureLimit {
+    /// Forget expired blocks once this many addresses are held.
+    const PRUNE_AT: usize = 1024;
+
+    /// `per_second` failures per address, `burst` at once.
+    pub(super) fn new(per_second: f64, burst: u32) -> anyhow::Result<Self> {
+        Ok(Self {
+            budget: DefaultKeyedRateLimiter::keyed(super::rate_limit::quota(
+                per_second,
+                Some(burst),
+            )?),
+            blocked_until: Mutex::new("mcp_auth_failures", HashMap::new()),
+        })
+    }
+
+    /// How long `ip` is still refused, if it is.
+    fn blocked(&self, ip: IpAddr) -> Option<Duration> {
+        let until = *self.blocked_until.lock().get(&ip)?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    /// Counts a failure; how long `ip` is refused when that spent its budget.
+    fn record_failure(&self, ip: IpAddr) -> Option<Duration> {
+        let wait = self
+            .budget
+            .check_key(&ip)
+            .err()?
+            .wait_time_from(DefaultClock::default().now())
+            .max(Duration::from_millis(1));
+        let now = Instant::now();
+        let mut blocked = self.blocked_until.lock();
+        if blocked.len() >= Self::PRUNE_AT {
+            blocked.retain(|_, until| *until > now);
+            self.budget.retain_recent();
+        }
+        blocked.insert(ip, now + wait);
+        Some(wait)
+    }
+}
+
+/// What the authentication middleware needs.
+#[derive(Debug)]
+pub(super) struct Authenticator {
+    pub(super) keys: ApiKeys,
+    pub(super) failures: AuthFailureLimit,
+}
+
+/// Middleware: 401 with `WWW-Authenticate` unless the request carries a valid
+/// key; 429 while the caller's address has spent its failure budget.
 pub(super) async fn require_key(
-    State(keys): State<Arc<ApiKeys>>,
+    State(auth): State<Arc<Authenticator>>,
     mut request: Request,
     next: Next,
-) -> Response {
-    match keys.check(request.headers().get(AUTHORIZATION)) {
+) -> Result<Response, Rejection> {
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let refuse = |retry_after| Rejection::RateLimited {
+        scope: "auth_failures",
+        retry_after,
+    };
+    if let Some(wait) = ip.and_then(|ip| auth.failures.blocked(ip)) {
+        return Err(refuse(wait));
+    }
+    match auth.keys.check(request.headers().get(AUTHORIZATION)) {
         Ok(key) => {
-            let scope = Arc::clone(&keys.scopes[key.0]);
+            let scope = Arc::clone(&auth.keys.scopes[key.0]);
             request.extensions_mut().insert(key);
             request.extensions_mut().insert(scope);
-            next.run(request).await
+            Ok(next.run(request).await)
         }
         Err(failure) => {
-            metrics()
-                .http_mcp_auth_failures
-                .with_label_values(&[failure.label()])
-                .inc();
-            let message = match failure {
-                Failure::Missing => "missing Authorization: Bearer <key>",
-                Failure::Malformed => "malformed Authorization header; expected Bearer <key>",
-                Failure::Invalid => "invalid API key",
-            };
-            let challenge = HeaderValue::from_static(r#"Bearer realm="mistralrs-mcp""#);
-            let body = axum::Json(serde_json::json!({"error": message}));
-            (
-                StatusCode::UNAUTHORIZED,
-                [(WWW_AUTHENTICATE, challenge)],
-                body,
-            )
-                .into_response()
+            if let Some(wait) = ip.and_then(|ip| auth.failures.record_failure(ip)) {
+                metrics()
+                    .http_mcp_auth_failures
+                    .with_label_values(&[failure.label()])
+                    .inc();
+                return Err(refuse(wait));
+            }
+            Err(Rejection::Unauthorized(failure))
         }
     }
 }
@@ -189,6 +257,8 @@ mod tests {
         let header = |s: &str| HeaderValue::from_str(s).unwrap();
         assert_eq!(k.check(Some(&header("Bearer alpha-key"))), Ok(KeyId(0)));
         assert_eq!(k.check(Some(&header("Bearer beta"))), Ok(KeyId(1)));
+        assert_eq!(k.check(Some(&header("bearer beta"))), Ok(KeyId(1)));
+        assert_eq!(k.check(Some(&header("BEARER  beta "))), Ok(KeyId(1)));
         assert_eq!(k.check(None), Err(Failure::Missing));
         assert_eq!(
             k.check(Some(&header("Basic YWxhZGRpbg=="))),
@@ -219,12 +289,66 @@ mod tests {
             api_keys_file: Some(file),
             ..HttpMcpConfig::default()
         };
-        let loaded = ApiKeys::load(&config, &[], |_| None).unwrap();
+        let loaded = ApiKeys::load(&config, &[], |_| None).unwrap().unwrap();
         assert_eq!(loaded.keys, [b"one".to_vec(), b"two".to_vec()]);
-        let err = ApiKeys::load(&HttpMcpConfig::default(), &[], |_| None)
+        let asks_for_keys = HttpMcpConfig {
+            auth_method: Some(AuthMethod::ApiKey),
+            ..HttpMcpConfig::default()
+        };
+        let err = ApiKeys::load(&asks_for_keys, &[], |_| None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("at least one key"), "{err}");
+    }
+
+    #[test]
+    fn any_key_source_alone_turns_auth_on() {
+        let no_env = |_: &str| None;
+        assert!(
+            ApiKeys::load(&HttpMcpConfig::default(), &[], no_env)
+                .unwrap()
+                .is_none(),
+            "no key anywhere: no auth"
+        );
+        let from_env = |name: &str| (name == KEYS_ENV).then(|| "e1,e2".to_owned());
+        let loaded = ApiKeys::load(&HttpMcpConfig::default(), &[], from_env).unwrap();
+        assert_eq!(loaded.map(|k| k.keys.len()), Some(2), "{KEYS_ENV} alone");
+        let listed = HttpMcpConfig {
+            api_keys: vec!["k".into()],
+            ..HttpMcpConfig::default()
+        };
+        assert!(
+            ApiKeys::load(&listed, &[], no_env).unwrap().is_some(),
+            "api_keys alone"
+        );
+        let one = HttpMcpConfig {
+            auth_key: Some("k".into()),
+            ..HttpMcpConfig::default()
+        };
+        assert!(
+            ApiKeys::load(&one, &[], no_env).unwrap().is_some(),
+            "auth_key alone"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys");
+        std::fs::write(&file, "k\n").unwrap();
+        let filed = HttpMcpConfig {
+            api_keys_file: Some(file),
+            ..HttpMcpConfig::default()
+        };
+        assert!(
+            ApiKeys::load(&filed, &[], no_env).unwrap().is_some(),
+            "api_keys_file alone"
+        );
+        let contradicting = HttpMcpConfig {
+            auth_method: Some(AuthMethod::None),
+            ..listed
+        };
+        let err = ApiKeys::load(&contradicting, &[], no_env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("auth_method = \"none\" contradicts"), "{err}");
     }
 
     #[test]
@@ -240,7 +364,7 @@ mod tests {
             namespaces: Some(vec!["fs".into()]),
             tools: None,
         };
-        let loaded = ApiKeys::load(&config, &[scope], env).unwrap();
+        let loaded = ApiKeys::load(&config, &[scope], env).unwrap().unwrap();
         let header = HeaderValue::from_static("Bearer shared-key");
         let id = loaded.check(Some(&header)).unwrap();
         assert_eq!(loaded.scopes[id.0].id, 1, "the scoped entry wins");

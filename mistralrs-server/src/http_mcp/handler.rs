@@ -122,8 +122,12 @@ impl McpHandler {
         arguments: JsonObject,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let body: ChatCompletionRequest = serde_json::from_value(Value::Object(arguments))
-            .map_err(|e| McpError::invalid_params(format!("chat arguments: {e}"), None))?;
+        // Bad arguments are a tool error the model can read (SEP-1303), never a
+        // protocol error.
+        let body: ChatCompletionRequest = match serde_json::from_value(Value::Object(arguments)) {
+            Ok(body) => body,
+            Err(e) => return Ok(tool_error(format!("chat arguments: {e}"))),
+        };
         let engine = match self.router.get(body.common.model.as_deref()) {
             Ok(engine) => engine,
             Err(e) => return Ok(tool_error(e.to_string())),
@@ -166,7 +170,7 @@ impl McpHandler {
                     self.log_finished(&context, &result).await;
                     return Ok(result);
                 }
-                Some(Event::Error(message)) => return Ok(tool_error(message)),
+                Some(Event::Error(failure)) => return Ok(tool_error(failure.to_string())),
                 None => return Ok(tool_error("the engine stopped".into())),
             }
         }

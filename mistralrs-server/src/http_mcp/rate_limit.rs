@@ -1,9 +1,13 @@
 //! `[http_mcp.rate_limit]`: requests per second for all clients together, per API
 //! key and per client IP, each with a burst (default: one second's worth). A
 //! refused request gets 429 with `Retry-After` (whole seconds, at least 1) and is
-//! counted in `http_mcp_rate_limited_total{scope}`. Limits are checked global
-//! first, then key, then IP; a request refused by one limit does not use up the
-//! others.
+//! counted in `http_mcp_rate_limited_total{scope}`. Limits are checked per IP
+//! first, then per key, then global, and a check spends a token: a request
+//! refused by its IP or key limit has spent only that client's own tokens, never
+//! the global budget other clients share. (Its IP token is spent when its key
+//! or the global limit refuses it.)
+//!
+//! Failed authentications have a budget of their own per IP (see `auth`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -12,16 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
-use axum::http::header::RETRY_AFTER;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
-use mistralrs_core::metrics::metrics;
 
 use super::auth::KeyId;
-use crate::config::RateLimitConfig;
+use super::rejection::Rejection;
+use crate::config::{MAX_RATE, MIN_RATE, RateLimitConfig};
 
 /// Forget idle per-IP and per-key state every this many checks.
 const RETAIN_EVERY: u64 = 4096;
@@ -45,11 +47,21 @@ impl std::fmt::Debug for RateLimits {
     }
 }
 
-fn quota(per_second: f64, burst: Option<u32>) -> anyhow::Result<Quota> {
+/// A governor quota of `per_second` with `burst` (default: one second's worth).
+/// An error, never a panic, for a rate outside [`MIN_RATE`, `MAX_RATE`] or a
+/// burst whose span does not fit governor's clock.
+pub(super) fn quota(per_second: f64, burst: Option<u32>) -> anyhow::Result<Quota> {
+    if !(MIN_RATE..=MAX_RATE).contains(&per_second) {
+        anyhow::bail!("rate {per_second}/s is outside {MIN_RATE:.3e}..={MAX_RATE:e}");
+    }
     let period = Duration::from_secs_f64(1.0 / per_second);
+    let burst = burst.unwrap_or_else(|| per_second.ceil() as u32).max(1);
+    let span_nanos = period.as_nanos().checked_mul(u128::from(burst));
+    if span_nanos.is_none_or(|n| n >= u128::from(u64::MAX)) {
+        anyhow::bail!("burst {burst} at {per_second}/s spans more time than the limiter can count");
+    }
     let quota = Quota::with_period(period)
         .ok_or_else(|| anyhow::anyhow!("rate {per_second}/s is too high"))?;
-    let burst = burst.unwrap_or_else(|| per_second.ceil() as u32).max(1);
     Ok(quota.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
 }
 
@@ -84,18 +96,18 @@ impl RateLimits {
             self.per_ip.iter().for_each(|l| l.retain_recent());
         }
         let now = self.clock.now();
-        if let Some(Err(wait)) = self.global.as_ref().map(|l| l.check()) {
-            return Some(("global", wait.wait_time_from(now)));
+        if let (Some(limiter), Some(ip)) = (&self.per_ip, ip)
+            && let Err(wait) = limiter.check_key(&ip)
+        {
+            return Some(("ip", wait.wait_time_from(now)));
         }
         if let (Some(limiter), Some(key)) = (&self.per_key, key)
             && let Err(wait) = limiter.check_key(&key)
         {
             return Some(("key", wait.wait_time_from(now)));
         }
-        if let (Some(limiter), Some(ip)) = (&self.per_ip, ip)
-            && let Err(wait) = limiter.check_key(&ip)
-        {
-            return Some(("ip", wait.wait_time_from(now)));
+        if let Some(Err(wait)) = self.global.as_ref().map(|l| l.check()) {
+            return Some(("global", wait.wait_time_from(now)));
         }
         None
     }
@@ -106,30 +118,15 @@ pub(super) async fn limit(
     State(limits): State<Arc<RateLimits>>,
     request: Request,
     next: Next,
-) -> Response {
+) -> Result<Response, Rejection> {
     let key = request.extensions().get::<KeyId>().map(|k| k.0);
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     match limits.check(key, ip) {
-        None => next.run(request).await,
-        Some((scope, wait)) => {
-            metrics()
-                .http_mcp_rate_limited
-                .with_label_values(&[scope])
-                .inc();
-            let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let body = axum::Json(
-                serde_json::json!({"error": format!("rate limit ({scope}) exceeded; retry in {retry_after} s")}),
-            );
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(RETRY_AFTER, retry_after.to_string())],
-                body,
-            )
-                .into_response()
-        }
+        None => Ok(next.run(request).await),
+        Some((scope, retry_after)) => Err(Rejection::RateLimited { scope, retry_after }),
     }
 }
 
@@ -148,6 +145,7 @@ mod tests {
             per_key,
             per_ip,
             burst: Some(burst),
+            ..RateLimitConfig::default()
         };
         RateLimits::new(&config).unwrap().unwrap()
     }
@@ -185,5 +183,49 @@ mod tests {
         assert!(l.check(None, ip).is_none());
         assert_eq!(l.check(None, ip).map(|r| r.0), Some("ip"));
         assert!(l.check(None, Some(IpAddr::from([127, 0, 0, 2]))).is_none());
+    }
+
+    #[test]
+    fn a_request_refused_by_its_ip_does_not_spend_the_global_budget() {
+        let a = Some(IpAddr::from([127, 0, 0, 1]));
+        let b = Some(IpAddr::from([127, 0, 0, 2]));
+        // A global budget of 3 and 1 per address: refusals by `a`'s own limit
+        // leave the global budget to others.
+        let l = RateLimits {
+            global: Some(DefaultDirectRateLimiter::direct(
+                quota(0.01, Some(3)).unwrap(),
+            )),
+            per_key: None,
+            per_ip: Some(DefaultKeyedRateLimiter::keyed(
+                quota(0.01, Some(1)).unwrap(),
+            )),
+            checks: AtomicU64::new(0),
+            clock: DefaultClock::default(),
+        };
+        for _ in 0..10 {
+            l.check(None, a);
+        }
+        assert!(
+            l.check(None, b).is_none(),
+            "b finds the global token a could not spend"
+        );
+    }
+
+    #[test]
+    fn rates_that_cannot_be_counted_are_errors_not_panics() {
+        for (rate, burst) in [
+            (1e-30, None),
+            (1e-12, None),
+            (f64::NAN, None),
+            (1e12, None),
+            (MIN_RATE, Some(u32::MAX)),
+        ] {
+            let err = quota(rate, burst).unwrap_err().to_string();
+            assert!(
+                err.contains("rate") || err.contains("burst"),
+                "{rate}: {err}"
+            );
+        }
+        assert!(quota(MIN_RATE, None).is_ok() && quota(MAX_RATE, None).is_ok());
     }
 }

@@ -2,9 +2,14 @@
 //! "code"}}` with the matching HTTP status. Every handler error goes through here.
 
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use mistralrs_core::request::Failure;
 use serde_json::json;
+
+/// Seconds a client is asked to wait after a 503.
+const RETRY_AFTER_SECS: u64 = 1;
 
 /// An error a client sees.
 #[derive(Debug)]
@@ -85,11 +90,17 @@ impl From<mistralrs_core::Error> for ApiError {
                 Some("model"),
                 Some("model_not_found"),
             ),
-            E::QueueFull(_) | E::EngineStopped => (
+            E::QueueFull(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 None,
                 Some("overloaded"),
+            ),
+            E::EngineStopped | E::Failed(Failure::ShuttingDown) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                None,
+                Some("shutting_down"),
             ),
             _ => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,7 +150,14 @@ impl From<JsonRejection> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The body; a 503 (overloaded, shutting down) also says `Retry-After`.
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
     }
 }

@@ -175,11 +175,9 @@ impl Shaper {
                     self.finished(&completion, completion.finish_reason.as_str());
                     return Ok(self.full_body(&tokens, &completion));
                 }
-                Event::Error(message) => {
+                Event::Error(failure) => {
                     self.log.outcome = "error";
-                    return Err(ApiError::from(mistralrs_core::Error::InvalidRequest(
-                        message,
-                    )));
+                    return Err(ApiError::from(mistralrs_core::Error::from(failure)));
                 }
             }
         }
@@ -314,9 +312,9 @@ impl Shaper {
                     out.push(SseEvent::default().data("[DONE]"));
                     return Some((out, None));
                 }
-                Some(Event::Error(message)) => {
+                Some(Event::Error(failure)) => {
                     shaper.log.outcome = "error";
-                    let error = ApiError::from(mistralrs_core::Error::InvalidRequest(message));
+                    let error = ApiError::from(mistralrs_core::Error::from(failure));
                     let out = vec![
                         SseEvent::default().data(error.body().to_string()),
                         SseEvent::default().data("[DONE]"),

@@ -30,6 +30,26 @@ impl Server {
 
     /// Like [`Server::start_with_config`] with extra environment variables.
     pub fn start_with_env(extra: &[&str], toml: Option<&str>, env: &[(&str, &str)]) -> Self {
+        Self::spawn(extra, toml, env, None)
+    }
+
+    /// Like [`Server::start_with_config`], with `RUST_LOG` unset (so the
+    /// server's own filter applies) and stderr collected in the returned buffer.
+    pub fn start_capturing_logs(
+        extra: &[&str],
+        toml: Option<&str>,
+    ) -> (Self, std::sync::Arc<std::sync::Mutex<String>>) {
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let server = Self::spawn(extra, toml, &[], Some(std::sync::Arc::clone(&logs)));
+        (server, logs)
+    }
+
+    fn spawn(
+        extra: &[&str],
+        toml: Option<&str>,
+        env: &[(&str, &str)],
+        logs: Option<std::sync::Arc<std::sync::Mutex<String>>>,
+    ) -> Self {
         let mut args: Vec<String> = vec!["--port".into(), "0".into()];
         let config_dir = toml.map(|text| {
             let dir = tempfile::tempdir().unwrap();
@@ -40,17 +60,30 @@ impl Server {
         });
         args.extend(extra.iter().map(|s| s.to_string()));
         args.extend(["run".into(), "-m".into(), "demo".into()]);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mistralrs-server"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mistralrs-server"));
+        command
             .args(&args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
             .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+            .stdout(Stdio::piped());
+        match &logs {
+            Some(_) => command.env_remove("RUST_LOG").stderr(Stdio::piped()),
+            None => command
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .stderr(Stdio::inherit()),
+        };
+        let mut child = command.spawn().unwrap();
+        if let (Some(logs), Some(stderr)) = (logs, child.stderr.take()) {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut logs = logs.lock().unwrap();
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            });
+        }
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -3,6 +3,7 @@
 Usage: python mcp_client.py <url of /mcp/stream> <server base url> [api key]
 Exits non-zero on the first mismatch; prints the negotiated protocol version.
 """
+import logging
 import sys
 
 import anyio
@@ -24,7 +25,20 @@ async def wait_blocks_free(base):
     raise AssertionError(f"KV blocks not freed: {model}")
 
 
+class Warnings(logging.Handler):
+    """Collects what the SDK logs at WARNING and above."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+
 async def main(url, base, key=None):
+    warnings = Warnings()
+    logging.getLogger().addHandler(warnings)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
     logs = []
@@ -90,6 +104,8 @@ async def main(url, base, key=None):
             too_long = await session.call_tool("chat", {"messages": [{"role": "user", "content": "word " * 1500}]})
             assert too_long.is_error and "context length" in too_long.content[0].text, too_long
 
+    # The SDK accepts only 200 or 204 for the closing DELETE and warns otherwise.
+    assert not warnings.records, f"the SDK warned: {warnings.records}"
     print("mcp client: ok", init.protocol_version)
 
 

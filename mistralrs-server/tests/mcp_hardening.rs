@@ -231,36 +231,55 @@ async fn exchange(stream: &mut TcpStream, request: &str) -> Option<String> {
 }
 
 /// Item 4: after a 401 or 429 with the body unread, a keep-alive client either
-/// is told the connection closes or can send its next request on it.
+/// is told the connection closes or can send its next request on it. The body
+/// follows its headers a moment later, as from a client that writes them apart
+/// (httpx lost 7 of 100 requests this way).
 #[tokio::test]
 async fn refusals_never_cost_a_keep_alive_client_its_next_request() {
-    let toml = "[http_mcp]\napi_keys = [\"good\"]\n[http_mcp.rate_limit]\nper_key = 0.01\nburst = 1\nauth_failures_per_ip = 1000\nauth_failures_burst = 1000\n";
+    let toml = "[http_mcp]\nauth_method = \"api_key\"\napi_keys = [\"good\"]\n[http_mcp.rate_limit]\nper_key = 0.01\nburst = 1\n";
     let (_server, url) = mcp(&[], Some(toml), &[]);
+    assert_eq!(
+        post(&url, Some("Bearer good"), None, &initialize())
+            .await
+            .status(),
+        200,
+        "spends the key's budget"
+    );
     let host = authority(&url);
     let body = initialize().to_string();
-    let request = |key: &str| {
+    let head = |key: &str| {
         format!(
             "POST /mcp/stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n\
-             Content-Type: application/json\r\nAccept: {ACCEPT_BOTH}\r\nContent-Length: {}\r\n\r\n{body}",
+             Content-Type: application/json\r\nAccept: {ACCEPT_BOTH}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
     };
-    let ping =
-        format!("GET /health HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer good\r\n\r\n");
+    let next = format!("GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n");
     let mut lost = Vec::new();
-    for (round, key) in ["wrong", "good", "good", "wrong", "good"]
-        .iter()
-        .enumerate()
+    for (round, (key, want)) in [
+        ("wrong", "401"),
+        ("good", "429"),
+        ("wrong", "401"),
+        ("good", "429"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let mut stream = TcpStream::connect(&host).await.unwrap();
-        let first = exchange(&mut stream, &request(key)).await.unwrap();
-        let status = first.split(' ').nth(1).unwrap_or("").to_owned();
+        stream.write_all(head(key).as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let first = exchange(&mut stream, &body).await.unwrap_or_default();
+        assert_eq!(
+            first.split(' ').nth(1),
+            Some(want),
+            "round {round}: {first}"
+        );
         if first.to_ascii_lowercase().contains("connection: close") {
             continue;
         }
-        if exchange(&mut stream, &ping).await.is_none() {
+        if exchange(&mut stream, &next).await.is_none() {
             lost.push(format!(
-                "round {round}: {status} kept the connection open, then lost the next request"
+                "round {round}: {want} kept the connection open, then lost the next request"
             ));
         }
     }
@@ -270,7 +289,8 @@ async fn refusals_never_cost_a_keep_alive_client_its_next_request() {
 /// Item 5: failed keys spend the address's own budget; then even the right key waits.
 #[tokio::test]
 async fn key_guessing_is_rate_limited_per_address() {
-    let toml = "[http_mcp]\napi_keys = [\"right\"]\n[http_mcp.rate_limit]\nper_ip = 1\nauth_failures_per_ip = 0.1\nauth_failures_burst = 10\n";
+    // The default failure budget: 10 at once, then one per 10 s.
+    let toml = "[http_mcp]\nauth_method = \"api_key\"\napi_keys = [\"right\"]\n[http_mcp.rate_limit]\nper_ip = 1\n";
     let (server, url) = mcp(&[], Some(toml), &[]);
     let mut statuses = Vec::new();
     let mut retry_after = None;
@@ -644,16 +664,16 @@ async fn a_one_line_curl_is_answered_with_json() {
 /// Item 25: prompts stay out of the logs, even at `debug`, unless asked for.
 #[tokio::test]
 async fn prompts_stay_out_of_debug_logs_unless_asked() {
-    for (log_payloads, want) in [(false, false), (true, true)] {
-        let toml = format!("log_payloads = {log_payloads}\n");
+    for (toml, want) in [("", false), ("log_payloads = true\n", true)] {
         let (server, logs) = Server::start_capturing_logs(
             &["--http-mcp-port", "0", "--log-level", "debug"],
-            Some(&toml),
+            Some(toml),
         );
         let url = server.mcp.clone().unwrap();
         let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "chat",
             "arguments": {"messages": [{"role": "user", "content": "SECRET-PROMPT-MARKER"}], "max_tokens": 2}}});
-        let answer = message(post(&url, None, None, &call).await).await;
+        let session = open_session(&url, None).await;
+        let answer = message(post(&url, None, Some(&session), &call).await).await;
         assert!(answer["result"].is_object(), "{answer}");
         let chat = json!({"messages": [{"role": "user", "content": "SECRET-PROMPT-MARKER"}], "max_tokens": 2});
         assert_eq!(
@@ -665,7 +685,7 @@ async fn prompts_stay_out_of_debug_logs_unless_asked() {
         assert_eq!(
             logs.contains("SECRET-PROMPT-MARKER"),
             want,
-            "log_payloads = {log_payloads}:\n{logs}"
+            "{toml:?}:\n{logs}"
         );
     }
 }

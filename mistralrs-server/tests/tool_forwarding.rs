@@ -478,3 +478,131 @@ fn a_server_name_holding_the_separator_stops_start_up_naming_it() {
         "{stderr}"
     );
 }
+
+/// A sessionless `tools/call` (or any method) with `key`; the JSON answer.
+async fn call_raw(url: &str, key: &str, method: &str, params: Value) -> (u16, Value) {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("authorization", format!("Bearer {key}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Issue 12, item 17: the feature's own templates load. A minimal file turns
+/// the endpoint on with one key and forwarding off.
+#[tokio::test]
+async fn a_minimal_template_serves_with_its_key() {
+    let toml = "[http_mcp]\nenabled = true\nport = 0\nauth_key = \"sk-minimal\"\n\
+                [tool_forwarding]\nenabled = false\n";
+    let server = Server::start_with_config(&[], Some(toml));
+    let url = server
+        .mcp
+        .clone()
+        .expect("enabled with a port from the file");
+    let (status, _) = call_raw(&url, "wrong", "tools/list", serde_json::json!({})).await;
+    assert_eq!(status, 401, "auth_key turns key auth on");
+    let (status, list) = call_raw(&url, "sk-minimal", "tools/list", serde_json::json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        list["result"]["tools"].as_array().unwrap().len(),
+        1,
+        "chat only: {list}"
+    );
+    let off = Server::start_with_config(
+        &["--http-mcp-port", "0"],
+        Some("[http_mcp]\nenabled = false\n"),
+    );
+    assert!(off.mcp.is_none(), "enabled = false wins over a port");
+}
+
+/// Issue 12, item 17: a file with every section starts, serves and enforces
+/// what it says, `server::tool` names included, and a typo in a deny list is
+/// named in a warning.
+#[tokio::test]
+async fn a_full_template_enforces_every_section() {
+    let toml = format!(
+        "[prometheus_locks]\nenabled = true\nmetrics_endpoint = \"/prom\"\n\
+         [http_mcp]\nenabled = true\nport = 0\nauth_method = \"api_key\"\napi_keys = [\"sk-full\"]\n\
+         [http_mcp.rate_limit]\nglobal = 1000\nper_key = 100\nper_ip = 10\n\
+         [mcp_client]\nenabled = true\n{}\
+         [[mcp_client.servers]]\nname = \"gone\"\nurl = \"http://127.0.0.1:9/mcp\"\ntimeout_secs = 2\n\
+         [tool_forwarding]\nenabled = true\nnamespace_strategy = \"server_prefix\"\n\
+         [tool_forwarding.security]\nallowed_namespaces = [\"everything\", \"gone\"]\n\
+         blocked_tools = [\"everything::get-env\", \"everything::no-such-tool\"]\n\
+         [tool_forwarding.cache]\nenabled = true\nttl_seconds = 60\nmax_size = 100\n\
+         cacheable_tools = [\"everything::get-sum\"]\n",
+        everything_stdio(30)
+    );
+    let (server, logs) = Server::start_capturing_logs(&[], Some(&toml));
+    let url = server.mcp.clone().unwrap();
+    let health = server.health().await;
+    assert_eq!(
+        health["mcp_upstreams"].as_array().unwrap().len(),
+        2,
+        "{health}"
+    );
+    let (status, _) = call_raw(&url, "wrong", "tools/list", serde_json::json!({})).await;
+    assert_eq!(status, 401);
+    let (_, list) = call_raw(&url, "sk-full", "tools/list", serde_json::json!({})).await;
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"everything__echo"), "{names:?}");
+    assert!(
+        !names.contains(&"everything__get-env"),
+        "blocked with `::`: {names:?}"
+    );
+    let sum = serde_json::json!({"name": "everything__get-sum", "arguments": {"a": 2, "b": 3}});
+    for _ in 0..2 {
+        let (_, answer) = call_raw(&url, "sk-full", "tools/call", sum.clone()).await;
+        assert!(
+            answer["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains('5'),
+            "{answer}"
+        );
+    }
+    let blocked = serde_json::json!({"name": "everything__get-env", "arguments": {}});
+    let (_, answer) = call_raw(&url, "sk-full", "tools/call", blocked).await;
+    assert!(
+        answer["error"].is_object() || answer["result"]["isError"] == true,
+        "{answer}"
+    );
+    let metrics = reqwest::get(server.url("/prom"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"mistralrs_tool_cache_hits_total{namespace="everything"} 1"#),
+        "{metrics}"
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(
+            call_raw(&url, "sk-full", "ping", serde_json::json!({}))
+                .await
+                .0,
+        );
+    }
+    assert!(statuses.contains(&429), "per_ip = 10: {statuses:?}");
+    let logs = logs.lock().unwrap().clone();
+    assert!(
+        logs.contains("`everything::get-env` is read as `everything__get-env`"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("everything__no-such-tool"),
+        "a typo is named: {logs}"
+    );
+}

@@ -10,8 +10,13 @@ use std::sync::OnceLock;
 use anyhow::{Context, anyhow};
 use plotters::prelude::*;
 
-/// The font file the charts use.
+/// The font file the charts use, unless `MISTRALRS_CHART_FONT` names another.
 const FONT_FILE: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// The font file in use.
+fn font_file() -> String {
+    std::env::var("MISTRALRS_CHART_FONT").unwrap_or_else(|_| FONT_FILE.to_owned())
+}
 
 /// One line: its legend and its (x, y) points.
 pub(crate) struct Series {
@@ -29,21 +34,23 @@ pub(crate) struct Chart<'a> {
     pub(crate) series: Vec<Series>,
 }
 
-fn register_font() -> anyhow::Result<()> {
+/// Loads the font once; the error says which file and package are missing.
+pub(crate) fn register_font() -> anyhow::Result<()> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {
-            let bytes = std::fs::read(FONT_FILE)
-                .map_err(|e| format!("{FONT_FILE} (Debian package fonts-dejavu-core): {e}"))?;
+            let file = font_file();
+            let bytes = std::fs::read(&file)
+                .map_err(|e| format!("{file} (Debian package fonts-dejavu-core): {e}"))?;
             let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
             plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-                .map_err(|_| format!("{FONT_FILE} is not a usable font"))
+                .map_err(|_| format!("{file} is not a usable font"))
         })
         .clone()
         .map_err(|e| anyhow!(e))
 }
 
-/// Writes `chart` as a 1000×600 PNG at `path`.
+/// Writes `chart` as a 1000×600 PNG at `path` (call [`register_font`] first).
 pub(crate) fn draw(path: &Path, chart: &Chart<'_>) -> anyhow::Result<()> {
     register_font()?;
     let points = chart.series.iter().flat_map(|s| s.points.iter());

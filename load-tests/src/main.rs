@@ -60,7 +60,8 @@ fn require_loopback(url: &str) -> anyhow::Result<()> {
 }
 
 /// Prints the summary as JSON; with `out`, writes it there and the chart
-/// beside it (same name, `.png`).
+/// beside it (same name, `.png`). Without the chart's font the PNG is skipped
+/// with a warning: the numbers are what the run was for.
 fn emit(
     summary: &impl Serialize,
     out: Option<&Path>,
@@ -70,7 +71,10 @@ fn emit(
     println!("{text}");
     if let Some(out) = out {
         std::fs::write(out, text + "\n").with_context(|| format!("writing {}", out.display()))?;
-        chart::draw(&out.with_extension("png"), chart)?;
+        match chart::register_font() {
+            Ok(()) => chart::draw(&out.with_extension("png"), chart)?,
+            Err(e) => eprintln!("warning: no chart drawn: {e:#}"),
+        }
     }
     Ok(())
 }

@@ -133,6 +133,30 @@ fn scenario(args: &[&str]) -> serde_json::Value {
     written
 }
 
+/// Without the chart's font, the summary is still written and the run
+/// succeeds; only the PNG is skipped, with a warning.
+#[test]
+fn a_missing_chart_font_skips_only_the_png() {
+    let server = start_server("");
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("summary.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_mistralrs-load"))
+        .args(["openai-stream", "--url", &server.base, "--clients", "1"])
+        .args(["--seconds", "1", "--max-tokens", "4", "--out"])
+        .arg(&out_path)
+        .env("MISTRALRS_CHART_FONT", dir.path().join("no-such-font.ttf"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no chart drawn") && stderr.contains("no-such-font.ttf"),
+        "{stderr}"
+    );
+    assert!(out_path.exists(), "the summary is written");
+    assert!(!dir.path().join("summary.png").exists());
+}
+
 #[test]
 fn openai_stream_smoke() {
     let server = start_server("");

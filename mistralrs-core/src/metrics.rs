@@ -74,9 +74,10 @@ pub struct Metrics {
     pub lock_hold: HistogramVec,
     /// `lock_contended_total{lock}`: acquisitions that had to wait.
     pub lock_contended: IntCounterVec,
-    /// `tool_calls_total{namespace,tool,outcome}`: forwarded tool calls by
-    /// `ok`, `tool_error` (the upstream's error result), `error` or `cached`.
-    /// Only tools an upstream listed become labels.
+    /// `tool_calls_total{namespace,tool,outcome}`: forwarded tool calls that
+    /// reached the upstream or the cache, by `ok`, `tool_error` (the upstream's
+    /// error result), `error` or `cached`. Only tools an upstream listed become
+    /// labels; calls refused before count only in `tool_errors`.
     pub tool_calls: IntCounterVec,
     /// `tool_forwarded_duration_seconds{namespace}`: time of a call forwarded
     /// upstream, from sending to the answer (cache hits excluded).

@@ -290,9 +290,18 @@ impl Upstream {
         self.changes.send_modify(|n| *n += 1);
     }
 
-    /// Marks the upstream down after a call found its transport closed, so
-    /// other calls fail fast until the supervisor reconnects.
+    /// After a call failed on the transport: marks the upstream down at once
+    /// when its transport is closed, so other calls fail fast, and wakes the
+    /// supervisor, which reconnects (or refetches, if the connection lives).
     pub(crate) fn report_lost(&self) {
+        if let Status::Up(connection) = self.status()
+            && connection.peer.is_transport_closed()
+        {
+            self.set_status(Status::Down {
+                error: "the connection was lost during a call".into(),
+                retry_at: Instant::now(),
+            });
+        }
         self.refetch.notify_one();
     }
 

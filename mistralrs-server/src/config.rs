@@ -302,6 +302,10 @@ mod tests {
             ["filesystem__read_file"]
         );
         assert_eq!(config.models[0].model, "demo");
+        assert_eq!(config.http_mcp.endpoint_port(), Some(4322));
+        assert_eq!(config.http_mcp.rate_limit.auth_failures_burst, Some(10));
+        assert_eq!(config.max_connections_per_ip, Some(512));
+        assert_eq!(config.validate(), Ok(()));
         assert_ne!(config, Config::default());
     }
 

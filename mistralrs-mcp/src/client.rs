@@ -32,6 +32,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::McpServerConfig;
+use crate::{Error, Result};
 
 /// Seconds to connect and per call unless the server's `timeout_secs` says otherwise.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,18 +50,24 @@ const HTTP_MAX_CONCURRENT: usize = 256;
 /// CPU per forwarded call); this one pools them. Redirects are not followed, so
 /// a bearer token never travels to another origin. `https` is verified against
 /// the system's roots (rustls) plus those of `ca_file`, when given.
-pub(crate) fn http_client(ca_file: Option<&Path>) -> std::result::Result<reqwest::Client, String> {
+pub(crate) fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
         let roots = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         if roots.is_empty() {
-            return Err(format!("{}: no PEM certificate in it", path.display()));
+            return Err(Error::Config(format!(
+                "{}: no PEM certificate in it",
+                path.display()
+            )));
         }
         builder = builder.tls_certs_merge(roots);
     }
-    builder.build().map_err(|e| format!("HTTP client: {e}"))
+    builder
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {e}")))
 }
 
 /// An error and the errors beneath it, so that the cause (a refused
@@ -316,8 +323,12 @@ impl Upstream {
                     self.set_status(Status::Up(Arc::new(connection)));
                     self.watch(running, &shutdown).await
                 }
-                Ok(Err(error)) => error,
-                Err(_) => format!("no answer within {} s", self.timeout.as_secs()),
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => Error::Timeout {
+                    what: "connecting",
+                    after: self.timeout,
+                }
+                .to_string(),
             };
             if shutdown.is_cancelled() {
                 self.set_status(Status::Down {
@@ -387,7 +398,7 @@ impl Upstream {
     }
 
     /// Starts the transport, initializes and fetches the catalog.
-    async fn connect(&self) -> Result<(Running, Connection), String> {
+    async fn connect(&self) -> Result<(Running, Connection)> {
         let client = UpstreamClient {
             progress: Arc::clone(&self.progress),
             refetch: Arc::clone(&self.refetch),
@@ -398,7 +409,7 @@ impl Upstream {
                 let running = client
                     .serve(transport)
                     .await
-                    .map_err(|e| format!("initializing: {}", with_causes(&e)))?;
+                    .map_err(|e| Error::Connect(format!("initializing: {}", with_causes(&e))))?;
                 (running, pid)
             }
             (None, Some(url)) => {
@@ -406,13 +417,14 @@ impl Upstream {
                     self.http.clone(),
                     self.http_config(url)?,
                 );
-                let running = client
-                    .serve(transport)
-                    .await
-                    .map_err(|e| format!("initializing {url}: {}", http_init_error(&e)))?;
+                let running = client.serve(transport).await.map_err(|e| {
+                    Error::Connect(format!("initializing {url}: {}", http_init_error(&e)))
+                })?;
                 (running, None)
             }
-            (None, None) => return Err("neither `command` nor `url` is set".into()),
+            (None, None) => {
+                return Err(Error::Config("neither `command` nor `url` is set".into()));
+            }
         };
         let catalog = fetch_catalog(&self.name, running.peer()).await?;
         let peer = running.peer().clone();
@@ -420,7 +432,7 @@ impl Upstream {
     }
 
     /// The child process, its stderr logged at debug level under the server's name.
-    fn spawn(&self, command: &str) -> Result<(TokioChildProcess, Option<u32>), String> {
+    fn spawn(&self, command: &str) -> Result<(TokioChildProcess, Option<u32>)> {
         let mut cmd = tokio::process::Command::new(command);
         for var in self.secret_env.iter() {
             cmd.env_remove(var);
@@ -434,7 +446,7 @@ impl Upstream {
         let (child, stderr) = TokioChildProcess::builder(cmd)
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("starting `{command}`: {e}"))?;
+            .map_err(|e| Error::Connect(format!("starting `{command}`: {e}")))?;
         if let Some(stderr) = stderr {
             let name = self.name.clone();
             tokio::spawn(async move {
@@ -448,13 +460,13 @@ impl Upstream {
         Ok((child, pid))
     }
 
-    fn http_config(&self, url: &str) -> Result<StreamableHttpClientTransportConfig, String> {
+    fn http_config(&self, url: &str) -> Result<StreamableHttpClientTransportConfig> {
         let mut headers = HashMap::new();
         for (name, value) in &self.spec.headers {
             let name = http::HeaderName::try_from(name.as_str())
-                .map_err(|e| format!("header name `{name}`: {e}"))?;
+                .map_err(|e| Error::Config(format!("header name `{name}`: {e}")))?;
             let value = http::HeaderValue::try_from(value.as_str())
-                .map_err(|e| format!("header `{name}`: {e}"))?;
+                .map_err(|e| Error::Config(format!("header `{name}`: {e}")))?;
             headers.insert(name, value);
         }
         let mut config = StreamableHttpClientTransportConfig::with_uri(url)
@@ -462,7 +474,9 @@ impl Upstream {
             .custom_headers(headers);
         if let Some(var) = &self.spec.bearer_token_env {
             let token = std::env::var(var).map_err(|_| {
-                format!("`bearer_token_env`: environment variable {var} is not set")
+                Error::Config(format!(
+                    "`bearer_token_env`: environment variable {var} is not set"
+                ))
             })?;
             config = config.auth_header(token);
         }
@@ -470,9 +484,17 @@ impl Upstream {
     }
 }
 
+/// A failed list request: the upstream's own error answer, or the transport's.
+fn listing_failed(what: &str, error: rmcp::ServiceError) -> Error {
+    match error {
+        rmcp::ServiceError::McpError(e) => Error::Upstream(format!("{what}: {}", e.message)),
+        other => Error::Transport(format!("{what}: {other}")),
+    }
+}
+
 /// Tools, prompts and resources of a connected upstream, each list fetched
 /// only when the upstream announced the capability.
-async fn fetch_catalog(server: &str, peer: &Peer<RoleClient>) -> Result<Catalog, String> {
+async fn fetch_catalog(server: &str, peer: &Peer<RoleClient>) -> Result<Catalog> {
     let capabilities = peer
         .peer_info()
         .map(|info| info.capabilities.clone())
@@ -482,7 +504,7 @@ async fn fetch_catalog(server: &str, peer: &Peer<RoleClient>) -> Result<Catalog,
         let tools = peer
             .list_all_tools()
             .await
-            .map_err(|e| format!("tools/list: {e}"))?;
+            .map_err(|e| listing_failed("tools/list", e))?;
         catalog.tools = tools
             .into_iter()
             .map(|tool| {
@@ -500,17 +522,17 @@ async fn fetch_catalog(server: &str, peer: &Peer<RoleClient>) -> Result<Catalog,
         catalog.prompts = peer
             .list_all_prompts()
             .await
-            .map_err(|e| format!("prompts/list: {e}"))?;
+            .map_err(|e| listing_failed("prompts/list", e))?;
     }
     if capabilities.resources.is_some() {
         catalog.resources = peer
             .list_all_resources()
             .await
-            .map_err(|e| format!("resources/list: {e}"))?;
+            .map_err(|e| listing_failed("resources/list", e))?;
         catalog.templates = peer
             .list_all_resource_templates()
             .await
-            .map_err(|e| format!("resources/templates/list: {e}"))?;
+            .map_err(|e| listing_failed("resources/templates/list", e))?;
     }
     Ok(catalog)
 }

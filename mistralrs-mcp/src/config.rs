@@ -203,14 +203,20 @@ impl McpClientConfig {
 /// Checks what serde cannot: each server is a command or a URL, names are
 /// unique and parse back from `<server><separator><tool>`, policy names are
 /// well-formed. The message names the key.
-pub fn validate(client: &McpClientConfig, forwarding: &ToolForwardingConfig) -> Result<(), String> {
+pub fn validate(client: &McpClientConfig, forwarding: &ToolForwardingConfig) -> crate::Result<()> {
+    check(client, forwarding).map_err(crate::Error::Config)
+}
+
+/// [`validate`], with the message as text.
+fn check(client: &McpClientConfig, forwarding: &ToolForwardingConfig) -> Result<(), String> {
     if forwarding.namespace_strategy != "server_prefix" {
         return Err(format!(
             "`tool_forwarding.namespace_strategy` must be `server_prefix`, not `{}`",
             forwarding.namespace_strategy
         ));
     }
-    let names = crate::names::Namespacing::new(&forwarding.namespace_separator)?;
+    let names = crate::names::Namespacing::new(&forwarding.namespace_separator)
+        .map_err(|e| e.to_string())?;
     let mut seen = std::collections::BTreeSet::new();
     for (i, server) in client.servers.iter().enumerate() {
         if server.name.is_empty() {
@@ -280,8 +286,27 @@ mod tests {
             tool_forwarding: ToolForwardingConfig,
         }
         let sections: Sections = toml::from_str(text).map_err(|e| e.to_string())?;
-        validate(&sections.mcp_client, &sections.tool_forwarding)?;
+        validate(&sections.mcp_client, &sections.tool_forwarding).map_err(|e| e.to_string())?;
         Ok((sections.mcp_client, sections.tool_forwarding))
+    }
+
+    #[test]
+    fn errors_have_kinds_callers_can_match() {
+        let bad = McpClientConfig {
+            enabled: true,
+            servers: vec![McpServerConfig {
+                name: "x".into(),
+                ..McpServerConfig::default()
+            }],
+        };
+        assert!(matches!(
+            validate(&bad, &ToolForwardingConfig::default()),
+            Err(crate::Error::Config(_))
+        ));
+        assert!(matches!(
+            crate::names::Namespacing::new(""),
+            Err(crate::Error::Config(_))
+        ));
     }
 
     #[test]

@@ -130,8 +130,8 @@ impl Forwarder {
         if !forwarding.enabled || servers.is_empty() {
             return Ok(None);
         }
-        crate::config::validate(client, forwarding).map_err(Error::Config)?;
-        let names = Namespacing::new(&forwarding.namespace_separator).map_err(Error::Config)?;
+        crate::config::validate(client, forwarding)?;
+        let names = Namespacing::new(&forwarding.namespace_separator)?;
         if !names.separator_is_portable() {
             tracing::warn!(
                 separator = names.separator(),
@@ -142,7 +142,7 @@ impl Forwarder {
         let shutdown = CancellationToken::new();
         let secret_env: Arc<[String]> = crate::config::secret_env_vars(client, forwarding).into();
         // One pool for all URL upstreams, but one of its own for each with a `ca_file`.
-        let shared_http = crate::client::http_client(None).map_err(Error::Config)?;
+        let shared_http = crate::client::http_client(None)?;
         let mut upstreams: BTreeMap<String, Arc<Upstream>> = BTreeMap::new();
         for spec in servers {
             let http = match &spec.ca_file {
@@ -431,13 +431,13 @@ impl Forwarder {
         &self,
         listed: &crate::client::UpstreamTool,
         value: &serde_json::Value,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<()> {
         let size = json_size(value);
         if size > self.max_argument_bytes {
-            return Err(format!(
+            return Err(Error::Policy(format!(
                 "{size} bytes is over the limit of {} bytes",
                 self.max_argument_bytes
-            ));
+            )));
         }
         if let Some(validator) = &listed.validator {
             let errors: Vec<String> = validator
@@ -453,7 +453,7 @@ impl Forwarder {
                 })
                 .collect();
             if !errors.is_empty() {
-                return Err(errors.join("; "));
+                return Err(Error::Policy(errors.join("; ")));
             }
         }
         Ok(())

@@ -30,12 +30,35 @@ pub use forwarder_disabled::{Forwarder, UpstreamHealth};
 
 pub use scope::CallerScope;
 
-/// Why the forwarder could not start.
+/// What goes wrong in talking to upstreams, by kind, so callers match on the
+/// kind rather than the text; each message says what happened.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The `[mcp_client]` or `[tool_forwarding]` section is inconsistent.
+    /// The `[mcp_client]` or `[tool_forwarding]` section is inconsistent, or
+    /// names something unusable (a key file, a header).
     #[error("{0}")]
     Config(String),
+    /// An upstream could not be started or reached: the program did not start,
+    /// the connection or its certificate was refused, the handshake failed.
+    #[error("{0}")]
+    Connect(String),
+    /// An established connection failed (a list, a ping, a call).
+    #[error("{0}")]
+    Transport(String),
+    /// An upstream did not answer within its timeout.
+    #[error("{what}: no answer within {} s", .after.as_secs())]
+    Timeout {
+        /// What was waited for.
+        what: &'static str,
+        /// How long.
+        after: std::time::Duration,
+    },
+    /// The upstream answered with an error.
+    #[error("{0}")]
+    Upstream(String),
+    /// The forwarding policy or the argument checks refused a call.
+    #[error("{0}")]
+    Policy(String),
 }
 
 /// This crate's result.

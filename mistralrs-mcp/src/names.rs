@@ -22,9 +22,11 @@ impl Namespacing {
     /// A separator; an error when it is empty. A separator outside the MCP
     /// name alphabet (`::`) works with this server but is warned about: OpenAI
     /// and Anthropic APIs reject such tool names.
-    pub fn new(separator: &str) -> Result<Self, String> {
+    pub fn new(separator: &str) -> crate::Result<Self> {
         if separator.is_empty() {
-            return Err("`tool_forwarding.namespace_separator` must not be empty".into());
+            return Err(crate::Error::Config(
+                "`tool_forwarding.namespace_separator` must not be empty".into(),
+            ));
         }
         Ok(Self {
             separator: separator.to_owned(),
@@ -46,21 +48,21 @@ impl Namespacing {
     /// Accepts a server name if [`Self::parse`] gives it back from any
     /// forwarded name: it must not contain the separator, nor end with the
     /// start of one (`a_` with `__` would read `a___x` as server `a`).
-    pub fn check_server_name(&self, server: &str) -> Result<(), String> {
+    pub fn check_server_name(&self, server: &str) -> crate::Result<()> {
         if server.is_empty() || !server.chars().all(is_mcp_name_char) {
-            return Err(format!(
+            return Err(crate::Error::Config(format!(
                 "server name `{server}` must be 1 or more of A-Z a-z 0-9 _ - ."
-            ));
+            )));
         }
         let joined = format!("{server}{}", self.separator);
         match joined.find(&self.separator) {
             Some(at) if at == server.len() => Ok(()),
-            _ => Err(format!(
+            _ => Err(crate::Error::Config(format!(
                 "server name `{server}` contains or runs into the separator `{}`: \
                  `{}` would not read back as server `{server}`",
                 self.separator,
                 self.join(server, "tool")
-            )),
+            ))),
         }
     }
 
@@ -103,7 +105,7 @@ mod tests {
         let ns = ns();
         assert!(ns.check_server_name("my_fs").is_ok());
         assert!(ns.check_server_name("everything-2").is_ok());
-        let err = ns.check_server_name("a__b").unwrap_err();
+        let err = ns.check_server_name("a__b").unwrap_err().to_string();
         assert!(err.contains("`a__b`"), "{err}");
         // `a_` + `__` + `x` = `a___x`, which reads as server `a`.
         assert!(ns.check_server_name("a_").is_err());

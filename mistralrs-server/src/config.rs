@@ -274,7 +274,8 @@ impl Config {
                 ));
             }
         }
-        mistralrs_mcp::config::validate(&self.mcp_client, &self.tool_forwarding)?;
+        mistralrs_mcp::config::validate(&self.mcp_client, &self.tool_forwarding)
+            .map_err(|e| e.to_string())?;
         for (i, model) in self.models.iter().enumerate() {
             if model.model.is_empty() {
                 return Err(format!("`models[{i}].model` is required"));

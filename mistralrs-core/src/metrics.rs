@@ -10,8 +10,10 @@
 //! vLLM's (inter-token extended down to 1 ms for small models on CPUs); lock
 //! durations go from 1 µs to about 1 s by factors of 4.
 
+use std::marker::PhantomData;
 use std::sync::LazyLock;
 
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -30,322 +32,364 @@ const REQUEST_BUCKETS: &[f64] = &[
     480.0, 960.0, 1920.0, 7680.0,
 ];
 
-/// Every metric of the process.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
+/// A set of label values, one field per label: a metric family takes only its
+/// own set, so a missing, extra or misordered label does not compile
+/// (prometheus-client's `EncodeLabelSet`, for the `prometheus` crate).
+pub trait LabelSet {
+    /// The label names, in the order of [`LabelSet::values`].
+    const NAMES: &'static [&'static str];
+    /// The same set with values borrowed for `'a` (a family is declared with
+    /// `'static` and asked with any lifetime).
+    type At<'a>;
+    /// The values, in the order of [`LabelSet::NAMES`].
+    fn values<'a>(labels: &Self::At<'a>) -> Vec<&'a str>;
+}
+
+/// Declares label sets: `Name { label, ... }` becomes a struct of `&str` fields.
+macro_rules! label_sets {
+    ($($(#[$doc:meta])* $name:ident { $($label:ident),+ })+) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name<'a> {
+            $(
+                #[doc = concat!("The `", stringify!($label), "` label.")]
+                pub $label: &'a str,
+            )+
+        }
+
+        impl LabelSet for $name<'static> {
+            const NAMES: &'static [&'static str] = &[$(stringify!($label)),+];
+            type At<'a> = $name<'a>;
+            fn values<'a>(labels: &Self::At<'a>) -> Vec<&'a str> {
+                vec![$(labels.$label),+]
+            }
+        }
+    )+};
+}
+
+label_sets! {
+    /// A served model.
+    ModelLabel { model }
+    /// An HTTP request of the OpenAI port.
+    RequestLabels { model, endpoint, status }
+    /// An MCP request: HTTP method and status.
+    McpRequestLabels { method, status }
+    /// An MCP request's HTTP method.
+    MethodLabel { method }
+    /// Why something was refused.
+    ReasonLabel { reason }
+    /// The limit that refused a request.
+    ScopeLabel { scope }
+    /// A kind of refusal or failure.
+    KindLabel { kind }
+    /// An instrumented lock.
+    LockLabel { lock }
+    /// A forwarded tool call's outcome.
+    ToolCallLabels { namespace, tool, outcome }
+    /// An upstream's namespace.
+    NamespaceLabel { namespace }
+    /// A failed forwarded call.
+    ToolErrorLabels { namespace, kind }
+    /// An upstream MCP server.
+    ServerLabel { server }
+}
+
+/// A metric family whose labels are the fields of `L`.
+///
+/// # Examples
+///
+/// ```
+/// use mistralrs_core::metrics::{NamespaceLabel, metrics};
+/// metrics().tool_cache_hits.get(&NamespaceLabel { namespace: "fs" }).inc();
+/// ```
+///
+/// Another family's label set does not compile:
+///
+/// ```compile_fail
+/// use mistralrs_core::metrics::{ScopeLabel, metrics};
+/// metrics().tool_cache_hits.get(&ScopeLabel { scope: "ip" }).inc();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Family<L, V> {
+    vec: V,
+    _labels: PhantomData<fn(L)>,
+}
+
+impl<L: LabelSet, B: MetricVecBuilder> Family<L, MetricVec<B>> {
+    /// The series with these label values.
+    pub fn get(&self, labels: &L::At<'_>) -> B::M {
+        self.vec.with_label_values(&L::values(labels))
+    }
+}
+
+impl<L, V> Family<L, V> {
+    fn new(vec: prometheus::Result<V>, name: &str) -> Self {
+        Self {
+            vec: vec.unwrap_or_else(|e| panic!("metric {name}: {e}")),
+            _labels: PhantomData,
+        }
+    }
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("mistralrs")
+}
+
+impl<L: LabelSet> Family<L, IntCounterVec> {
+    fn counter(name: &str, help: &str) -> Self {
+        Self::new(IntCounterVec::new(opts(name, help), L::NAMES), name)
+    }
+}
+
+impl<L: LabelSet> Family<L, IntGaugeVec> {
+    fn gauge(name: &str, help: &str) -> Self {
+        Self::new(IntGaugeVec::new(opts(name, help), L::NAMES), name)
+    }
+}
+
+impl<L: LabelSet> Family<L, GaugeVec> {
+    fn float_gauge(name: &str, help: &str) -> Self {
+        Self::new(GaugeVec::new(opts(name, help), L::NAMES), name)
+    }
+}
+
+impl<L: LabelSet> Family<L, HistogramVec> {
+    fn histogram(name: &str, help: &str, buckets: &[f64]) -> Self {
+        let opts = HistogramOpts::new(name, help)
+            .namespace("mistralrs")
+            .buckets(buckets.to_vec());
+        Self::new(HistogramVec::new(opts, L::NAMES), name)
+    }
+}
+
+/// A counter family labelled by `L`.
+pub type CounterFamily<L> = Family<L, IntCounterVec>;
+/// An integer gauge family labelled by `L`.
+pub type GaugeFamily<L> = Family<L, IntGaugeVec>;
+/// A float gauge family labelled by `L`.
+pub type FloatGaugeFamily<L> = Family<L, GaugeVec>;
+/// A histogram family labelled by `L`.
+pub type HistogramFamily<L> = Family<L, HistogramVec>;
+
+/// What the registry takes from a field of [`Metrics`].
+trait Registrable {
+    fn collector(&self) -> Box<dyn Collector>;
+}
+
+impl<L, B: MetricVecBuilder + 'static> Registrable for Family<L, MetricVec<B>> {
+    fn collector(&self) -> Box<dyn Collector> {
+        Box::new(self.vec.clone())
+    }
+}
+
+impl Registrable for IntGauge {
+    fn collector(&self) -> Box<dyn Collector> {
+        Box::new(self.clone())
+    }
+}
+
+fn int_gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::with_opts(opts(name, help)).unwrap_or_else(|e| panic!("metric {name}: {e}"))
+}
+
+/// Declares [`Metrics`]: each series once, as a field with its doc, type and
+/// constructor (name, help, buckets; the labels come from the type), and
+/// registered where it is declared unless its `when` says otherwise.
+macro_rules! metrics {
+    ($($(#[$doc:meta])* $vis:vis $field:ident: $ty:ty = $init:expr $(, when $when:expr)?;)+) => {
+        /// Every metric of the process.
+        #[derive(Debug)]
+        pub struct Metrics {
+            registry: Registry,
+            $($(#[$doc])* $vis $field: $ty,)+
+        }
+
+        impl Metrics {
+            #[track_caller]
+            fn new() -> Self {
+                let m = Self {
+                    registry: Registry::new(),
+                    $($field: $init,)+
+                };
+                $(
+                    if true $(&& $when)? {
+                        m.registry
+                            .register(Registrable::collector(&m.$field))
+                            .unwrap_or_else(|e| panic!("registering {}: {e}", stringify!($field)));
+                    }
+                )+
+                m
+            }
+        }
+    };
+}
+
+/// Lock durations: 1 us to about 1 s by factors of 4.
+fn lock_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(1e-6, 4.0, 11).unwrap_or_else(|e| panic!("lock buckets: {e}"))
+}
+
+/// Forwarded calls: 100 us (a cached or local call) to ~150 s (a long upstream operation).
+fn tool_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(1e-4, 2.5, 14).unwrap_or_else(|e| panic!("tool buckets: {e}"))
+}
+
+metrics! {
     /// `requests_total{model,endpoint,status}`: HTTP requests by outcome.
-    pub requests_total: IntCounterVec,
-    request_duration: HistogramVec,
-    time_to_first_token: HistogramVec,
-    inter_token_latency: HistogramVec,
-    prompt_tokens: IntCounterVec,
-    generation_tokens: IntCounterVec,
-    running: IntGaugeVec,
-    waiting: IntGaugeVec,
-    kv_usage: GaugeVec,
-    kv_free: IntGaugeVec,
-    prefix_hits: IntCounterVec,
-    prefix_queries: IntCounterVec,
-    preemptions: IntCounterVec,
+    pub requests_total: CounterFamily<RequestLabels<'static>> =
+        Family::counter("requests_total", "HTTP requests by model, endpoint and status code.");
+    request_duration: HistogramFamily<ModelLabel<'static>> = Family::histogram(
+        "request_duration_seconds",
+        "Time from submission to the last token, per finished request.",
+        REQUEST_BUCKETS,
+    );
+    time_to_first_token: HistogramFamily<ModelLabel<'static>> = Family::histogram(
+        "time_to_first_token_seconds",
+        "Time from submission to the first generated token.",
+        TTFT_BUCKETS,
+    );
+    inter_token_latency: HistogramFamily<ModelLabel<'static>> = Family::histogram(
+        "inter_token_latency_seconds",
+        "Time between consecutive generated tokens of a request.",
+        INTER_TOKEN_BUCKETS,
+    );
+    prompt_tokens: CounterFamily<ModelLabel<'static>> =
+        Family::counter("prompt_tokens_total", "Prompt tokens of requests whose prefill finished.");
+    generation_tokens: CounterFamily<ModelLabel<'static>> =
+        Family::counter("generation_tokens_total", "Tokens generated.");
+    running: GaugeFamily<ModelLabel<'static>> =
+        Family::gauge("num_requests_running", "Requests admitted to the running batch.");
+    waiting: GaugeFamily<ModelLabel<'static>> =
+        Family::gauge("num_requests_waiting", "Requests waiting for admission.");
+    kv_usage: FloatGaugeFamily<ModelLabel<'static>> =
+        Family::float_gauge("kv_cache_usage_ratio", "Fraction of KV cache blocks in use (0-1).");
+    kv_free: GaugeFamily<ModelLabel<'static>> = Family::gauge(
+        "kv_cache_blocks_free",
+        "KV cache blocks free (including unreferenced cached ones).",
+    );
+    prefix_hits: CounterFamily<ModelLabel<'static>> =
+        Family::counter("prefix_cache_hits_total", "Full prompt blocks found in the prefix cache.");
+    prefix_queries: CounterFamily<ModelLabel<'static>> = Family::counter(
+        "prefix_cache_queries_total",
+        "Full prompt blocks looked up in the prefix cache.",
+    );
+    preemptions: CounterFamily<ModelLabel<'static>> =
+        Family::counter("preemptions_total", "Sequences preempted for lack of KV blocks.");
     /// `http_mcp_requests_total{method,status}`: MCP endpoint requests by HTTP
     /// method and status.
-    pub http_mcp_requests: IntCounterVec,
+    pub http_mcp_requests: CounterFamily<McpRequestLabels<'static>> = Family::counter(
+        "http_mcp_requests_total",
+        "MCP endpoint requests by HTTP method and status code.",
+    );
     /// `http_mcp_request_duration_seconds{method}`: time to the response head
     /// (an SSE stream's life is not included).
-    pub http_mcp_request_duration: HistogramVec,
+    pub http_mcp_request_duration: HistogramFamily<MethodLabel<'static>> = Family::histogram(
+        "http_mcp_request_duration_seconds",
+        "Time from an MCP request to its response head.",
+        TTFT_BUCKETS,
+    );
     /// `http_mcp_auth_failures_total{reason}`: `missing`, `malformed` or `invalid`.
-    pub http_mcp_auth_failures: IntCounterVec,
-    /// `http_mcp_rate_limited_total{scope}`: `global`, `key` or `ip`.
-    pub http_mcp_rate_limited: IntCounterVec,
-    /// `http_mcp_active_connections`: MCP requests in flight, open SSE streams included.
-    pub http_mcp_active_connections: IntGauge,
+    pub http_mcp_auth_failures: CounterFamily<ReasonLabel<'static>> = Family::counter(
+        "http_mcp_auth_failures_total",
+        "MCP requests refused for a missing, malformed or unknown API key.",
+    );
+    /// `http_mcp_rate_limited_total{scope}`: `global`, `key`, `ip` or `auth_failures`.
+    pub http_mcp_rate_limited: CounterFamily<ScopeLabel<'static>> = Family::counter(
+        "http_mcp_rate_limited_total",
+        "MCP requests refused with 429, by the limit that refused them.",
+    );
     /// `http_mcp_active_sessions`: open MCP sessions.
-    pub http_mcp_active_sessions: IntGauge,
+    pub http_mcp_active_sessions: IntGauge =
+        int_gauge("http_mcp_active_sessions", "Open MCP sessions.");
+    /// `http_mcp_active_connections`: MCP requests in flight, open SSE streams included.
+    pub http_mcp_active_connections: IntGauge = int_gauge(
+        "http_mcp_active_connections",
+        "MCP requests in flight, open SSE streams included.",
+    );
     /// `http_mcp_errors_total{kind}`: MCP requests refused by the server's own
-    /// limits or checks (`too_many_sessions`, `body_too_large`, `parse_error`).
-    pub http_mcp_errors: IntCounterVec,
+    /// limits or checks (`too_many_sessions`, `body_too_large`, `parse_error`, ...).
+    pub http_mcp_errors: CounterFamily<KindLabel<'static>> = Family::counter(
+        "http_mcp_errors_total",
+        "MCP requests refused by the server's limits, by kind.",
+    );
     /// `connections_refused_total{reason}`: connections closed on accept, on
     /// either port (`per_ip`: the address already holds its maximum).
-    pub connections_refused: IntCounterVec,
-    /// `lock_wait_seconds{lock}`: time spent waiting for contended locks.
-    pub lock_wait: HistogramVec,
-    /// `lock_hold_seconds{lock}`: time locks are held (sampled).
-    pub lock_hold: HistogramVec,
-    /// `lock_contended_total{lock}`: acquisitions that had to wait.
-    pub lock_contended: IntCounterVec,
+    pub connections_refused: CounterFamily<ReasonLabel<'static>> =
+        Family::counter("connections_refused_total", "Connections closed on accept, by reason.");
     /// `tool_calls_total{namespace,tool,outcome}`: forwarded tool calls that
     /// reached the upstream or the cache, by `ok`, `tool_error` (the upstream's
     /// error result), `error` or `cached`. Only tools an upstream listed become
     /// labels; calls refused before count only in `tool_errors`.
-    pub tool_calls: IntCounterVec,
+    pub tool_calls: CounterFamily<ToolCallLabels<'static>> = Family::counter(
+        "tool_calls_total",
+        "Forwarded tool calls by namespace, tool and outcome.",
+    );
     /// `tool_forwarded_duration_seconds{namespace}`: time of a call forwarded
     /// upstream, from sending to the answer (cache hits excluded).
-    pub tool_forwarded_duration: HistogramVec,
+    pub tool_forwarded_duration: HistogramFamily<NamespaceLabel<'static>> = Family::histogram(
+        "tool_forwarded_duration_seconds",
+        "Time of a tool call forwarded to its upstream server.",
+        &tool_buckets(),
+    );
     /// `tool_cache_hits_total{namespace}`: calls answered from the cache.
-    pub tool_cache_hits: IntCounterVec,
+    pub tool_cache_hits: CounterFamily<NamespaceLabel<'static>> = Family::counter(
+        "tool_cache_hits_total",
+        "Forwarded tool calls answered from the cache.",
+    );
     /// `tool_cache_misses_total{namespace}`: cacheable calls not in the cache.
-    pub tool_cache_misses: IntCounterVec,
+    pub tool_cache_misses: CounterFamily<NamespaceLabel<'static>> = Family::counter(
+        "tool_cache_misses_total",
+        "Cacheable forwarded tool calls not found in the cache.",
+    );
     /// `tool_errors_total{namespace,kind}`: failed forwarded calls by kind
     /// (`unknown_tool`, `denied`, `invalid_arguments`, `upstream_down`,
     /// `timeout`, `transport`, `upstream_error`, `cancelled`).
-    pub tool_errors: IntCounterVec,
+    pub tool_errors: CounterFamily<ToolErrorLabels<'static>> = Family::counter(
+        "tool_errors_total",
+        "Failed forwarded tool calls by namespace and kind.",
+    );
     /// `mcp_upstream_up{server}`: 1 while the upstream MCP server is connected.
-    pub mcp_upstream_up: IntGaugeVec,
-}
-
-fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help)
-        .namespace("mistralrs")
-        .buckets(buckets.to_vec());
-    HistogramVec::new(opts, labels).unwrap_or_else(|e| panic!("metric {name}: {e}"))
-}
-
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help).namespace("mistralrs"), labels)
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"))
-}
-
-fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    IntGaugeVec::new(Opts::new(name, help).namespace("mistralrs"), labels)
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"))
+    pub mcp_upstream_up: GaugeFamily<ServerLabel<'static>> = Family::gauge(
+        "mcp_upstream_up",
+        "1 while the upstream MCP server is connected, else 0.",
+    );
+    /// `lock_wait_seconds{lock}`: time spent waiting for contended locks.
+    pub lock_wait: HistogramFamily<LockLabel<'static>> = Family::histogram(
+        "lock_wait_seconds",
+        "Time waiting to acquire a lock, recorded only when it was contended.",
+        &lock_buckets(),
+    ), when cfg!(feature = "prometheus-locks");
+    /// `lock_hold_seconds{lock}`: time locks are held (sampled).
+    pub lock_hold: HistogramFamily<LockLabel<'static>> = Family::histogram(
+        "lock_hold_seconds",
+        "Time a lock was held, sampled (1 in 64 acquisitions).",
+        &lock_buckets(),
+    ), when cfg!(feature = "prometheus-locks");
+    /// `lock_contended_total{lock}`: acquisitions that had to wait.
+    pub lock_contended: CounterFamily<LockLabel<'static>> = Family::counter(
+        "lock_contended_total",
+        "Lock acquisitions that found the lock taken.",
+    ), when cfg!(feature = "prometheus-locks");
 }
 
 impl Metrics {
-    #[track_caller]
-    fn new() -> Self {
-        let lock_buckets = prometheus::exponential_buckets(1e-6, 4.0, 11)
-            .unwrap_or_else(|e| panic!("lock buckets: {e}"));
-        // 100 us (a cached or local call) to ~150 s (a long upstream operation).
-        let tool_buckets = prometheus::exponential_buckets(1e-4, 2.5, 14)
-            .unwrap_or_else(|e| panic!("tool buckets: {e}"));
-        let m = Self {
-            registry: Registry::new(),
-            requests_total: counter(
-                "requests_total",
-                "HTTP requests by model, endpoint and status code.",
-                &["model", "endpoint", "status"],
-            ),
-            request_duration: histogram(
-                "request_duration_seconds",
-                "Time from submission to the last token, per finished request.",
-                REQUEST_BUCKETS,
-                &["model"],
-            ),
-            time_to_first_token: histogram(
-                "time_to_first_token_seconds",
-                "Time from submission to the first generated token.",
-                TTFT_BUCKETS,
-                &["model"],
-            ),
-            inter_token_latency: histogram(
-                "inter_token_latency_seconds",
-                "Time between consecutive generated tokens of a request.",
-                INTER_TOKEN_BUCKETS,
-                &["model"],
-            ),
-            prompt_tokens: counter(
-                "prompt_tokens_total",
-                "Prompt tokens of requests whose prefill finished.",
-                &["model"],
-            ),
-            generation_tokens: counter("generation_tokens_total", "Tokens generated.", &["model"]),
-            running: gauge(
-                "num_requests_running",
-                "Requests admitted to the running batch.",
-                &["model"],
-            ),
-            waiting: gauge(
-                "num_requests_waiting",
-                "Requests waiting for admission.",
-                &["model"],
-            ),
-            kv_usage: GaugeVec::new(
-                Opts::new(
-                    "kv_cache_usage_ratio",
-                    "Fraction of KV cache blocks in use (0-1).",
-                )
-                .namespace("mistralrs"),
-                &["model"],
-            )
-            .unwrap_or_else(|e| panic!("metric kv_cache_usage_ratio: {e}")),
-            kv_free: gauge(
-                "kv_cache_blocks_free",
-                "KV cache blocks free (including unreferenced cached ones).",
-                &["model"],
-            ),
-            prefix_hits: counter(
-                "prefix_cache_hits_total",
-                "Full prompt blocks found in the prefix cache.",
-                &["model"],
-            ),
-            prefix_queries: counter(
-                "prefix_cache_queries_total",
-                "Full prompt blocks looked up in the prefix cache.",
-                &["model"],
-            ),
-            preemptions: counter(
-                "preemptions_total",
-                "Sequences preempted for lack of KV blocks.",
-                &["model"],
-            ),
-            http_mcp_requests: counter(
-                "http_mcp_requests_total",
-                "MCP endpoint requests by HTTP method and status code.",
-                &["method", "status"],
-            ),
-            http_mcp_request_duration: histogram(
-                "http_mcp_request_duration_seconds",
-                "Time from an MCP request to its response head.",
-                TTFT_BUCKETS,
-                &["method"],
-            ),
-            http_mcp_auth_failures: counter(
-                "http_mcp_auth_failures_total",
-                "MCP requests refused for a missing, malformed or unknown API key.",
-                &["reason"],
-            ),
-            http_mcp_rate_limited: counter(
-                "http_mcp_rate_limited_total",
-                "MCP requests refused with 429, by the limit that refused them.",
-                &["scope"],
-            ),
-            http_mcp_active_connections: IntGauge::with_opts(
-                Opts::new(
-                    "http_mcp_active_connections",
-                    "MCP requests in flight, open SSE streams included.",
-                )
-                .namespace("mistralrs"),
-            )
-            .unwrap_or_else(|e| panic!("metric http_mcp_active_connections: {e}")),
-            http_mcp_active_sessions: IntGauge::with_opts(
-                Opts::new("http_mcp_active_sessions", "Open MCP sessions.").namespace("mistralrs"),
-            )
-            .unwrap_or_else(|e| panic!("metric http_mcp_active_sessions: {e}")),
-            http_mcp_errors: counter(
-                "http_mcp_errors_total",
-                "MCP requests refused by the server's limits, by kind.",
-                &["kind"],
-            ),
-            connections_refused: counter(
-                "connections_refused_total",
-                "Connections closed on accept, by reason.",
-                &["reason"],
-            ),
-            lock_wait: histogram(
-                "lock_wait_seconds",
-                "Time waiting to acquire a lock, recorded only when it was contended.",
-                &lock_buckets,
-                &["lock"],
-            ),
-            lock_hold: histogram(
-                "lock_hold_seconds",
-                "Time a lock was held, sampled (1 in 64 acquisitions).",
-                &lock_buckets,
-                &["lock"],
-            ),
-            lock_contended: counter(
-                "lock_contended_total",
-                "Lock acquisitions that found the lock taken.",
-                &["lock"],
-            ),
-            tool_calls: counter(
-                "tool_calls_total",
-                "Forwarded tool calls by namespace, tool and outcome.",
-                &["namespace", "tool", "outcome"],
-            ),
-            tool_forwarded_duration: histogram(
-                "tool_forwarded_duration_seconds",
-                "Time of a tool call forwarded to its upstream server.",
-                &tool_buckets,
-                &["namespace"],
-            ),
-            tool_cache_hits: counter(
-                "tool_cache_hits_total",
-                "Forwarded tool calls answered from the cache.",
-                &["namespace"],
-            ),
-            tool_cache_misses: counter(
-                "tool_cache_misses_total",
-                "Cacheable forwarded tool calls not found in the cache.",
-                &["namespace"],
-            ),
-            tool_errors: counter(
-                "tool_errors_total",
-                "Failed forwarded tool calls by namespace and kind.",
-                &["namespace", "kind"],
-            ),
-            mcp_upstream_up: gauge(
-                "mcp_upstream_up",
-                "1 while the upstream MCP server is connected, else 0.",
-                &["server"],
-            ),
-        };
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(m.requests_total.clone()),
-            Box::new(m.request_duration.clone()),
-            Box::new(m.time_to_first_token.clone()),
-            Box::new(m.inter_token_latency.clone()),
-            Box::new(m.prompt_tokens.clone()),
-            Box::new(m.generation_tokens.clone()),
-            Box::new(m.running.clone()),
-            Box::new(m.waiting.clone()),
-            Box::new(m.kv_usage.clone()),
-            Box::new(m.kv_free.clone()),
-            Box::new(m.prefix_hits.clone()),
-            Box::new(m.prefix_queries.clone()),
-            Box::new(m.preemptions.clone()),
-            Box::new(m.http_mcp_requests.clone()),
-            Box::new(m.http_mcp_request_duration.clone()),
-            Box::new(m.http_mcp_auth_failures.clone()),
-            Box::new(m.http_mcp_rate_limited.clone()),
-            Box::new(m.http_mcp_active_sessions.clone()),
-            Box::new(m.http_mcp_active_connections.clone()),
-            Box::new(m.http_mcp_errors.clone()),
-            Box::new(m.connections_refused.clone()),
-            Box::new(m.tool_calls.clone()),
-            Box::new(m.tool_forwarded_duration.clone()),
-            Box::new(m.tool_cache_hits.clone()),
-            Box::new(m.tool_cache_misses.clone()),
-            Box::new(m.tool_errors.clone()),
-            Box::new(m.mcp_upstream_up.clone()),
-        ];
-        for c in collectors {
-            m.registry
-                .register(c)
-                .unwrap_or_else(|e| panic!("registering a metric: {e}"));
-        }
-        if cfg!(feature = "prometheus-locks") {
-            for c in [
-                Box::new(m.lock_wait.clone()) as Box<dyn prometheus::core::Collector>,
-                Box::new(m.lock_hold.clone()),
-                Box::new(m.lock_contended.clone()),
-            ] {
-                m.registry
-                    .register(c)
-                    .unwrap_or_else(|e| panic!("registering a metric: {e}"));
-            }
-        }
-        m
-    }
-
     /// The series of one served model, resolved once so the engine's hot path
     /// does no label lookups.
     pub fn model(&self, model: &str) -> ModelMetrics {
-        let l = &[model];
+        let l = &ModelLabel { model };
         ModelMetrics {
-            request_duration: self.request_duration.with_label_values(l),
-            time_to_first_token: self.time_to_first_token.with_label_values(l),
-            inter_token_latency: self.inter_token_latency.with_label_values(l),
-            prompt_tokens: self.prompt_tokens.with_label_values(l),
-            generation_tokens: self.generation_tokens.with_label_values(l),
-            running: self.running.with_label_values(l),
-            waiting: self.waiting.with_label_values(l),
-            kv_usage: self.kv_usage.with_label_values(l),
-            kv_free: self.kv_free.with_label_values(l),
-            prefix_hits: self.prefix_hits.with_label_values(l),
-            prefix_queries: self.prefix_queries.with_label_values(l),
-            preemptions: self.preemptions.with_label_values(l),
+            request_duration: self.request_duration.get(l),
+            time_to_first_token: self.time_to_first_token.get(l),
+            inter_token_latency: self.inter_token_latency.get(l),
+            prompt_tokens: self.prompt_tokens.get(l),
+            generation_tokens: self.generation_tokens.get(l),
+            running: self.running.get(l),
+            waiting: self.waiting.get(l),
+            kv_usage: self.kv_usage.get(l),
+            kv_free: self.kv_free.get(l),
+            prefix_hits: self.prefix_hits.get(l),
+            prefix_queries: self.prefix_queries.get(l),
+            preemptions: self.preemptions.get(l),
         }
     }
 

@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mistralrs_core::metrics::metrics;
+use mistralrs_core::metrics::{ServerLabel, metrics};
 use mistralrs_core::sync::{Mutex, RwLock};
 use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientRequest, Implementation, ProgressNotificationParam,
@@ -265,7 +265,9 @@ impl Upstream {
     ) -> Arc<Self> {
         metrics()
             .mcp_upstream_up
-            .with_label_values(&[spec.name.as_str()])
+            .get(&ServerLabel {
+                server: spec.name.as_str(),
+            })
             .set(0);
         Arc::new(Self {
             name: spec.name.clone(),
@@ -292,7 +294,9 @@ impl Upstream {
         *self.status.write() = status;
         metrics()
             .mcp_upstream_up
-            .with_label_values(&[self.name.as_str()])
+            .get(&ServerLabel {
+                server: self.name.as_str(),
+            })
             .set(i64::from(up));
         self.changes.send_modify(|n| *n += 1);
     }

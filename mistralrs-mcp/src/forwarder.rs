@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mistralrs_core::metrics::metrics;
+use mistralrs_core::metrics::{NamespaceLabel, ToolCallLabels, ToolErrorLabels, metrics};
 use mistralrs_core::sync::Mutex;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
@@ -102,14 +102,21 @@ impl Failure {
 fn count_error(namespace: &str, failure: Failure) {
     metrics()
         .tool_errors
-        .with_label_values(&[namespace, failure.label()])
+        .get(&ToolErrorLabels {
+            namespace,
+            kind: failure.label(),
+        })
         .inc();
 }
 
 fn count_call(namespace: &str, tool: &str, outcome: &str) {
     metrics()
         .tool_calls
-        .with_label_values(&[namespace, tool, outcome])
+        .get(&ToolCallLabels {
+            namespace,
+            tool,
+            outcome,
+        })
         .inc();
 }
 
@@ -395,13 +402,16 @@ impl Forwarder {
             .and_then(|cache| cache.key(caller.id, &name, &arguments));
         if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
             if let Some(hit) = cache.get(key).await {
-                metrics().tool_cache_hits.with_label_values(&[server]).inc();
+                metrics()
+                    .tool_cache_hits
+                    .get(&NamespaceLabel { namespace: server })
+                    .inc();
                 count_call(server, tool, "cached");
                 return Ok(hit);
             }
             metrics()
                 .tool_cache_misses
-                .with_label_values(&[server])
+                .get(&NamespaceLabel { namespace: server })
                 .inc();
         }
         let mut upstream_request = request;
@@ -526,7 +536,7 @@ impl Forwarder {
         };
         metrics()
             .tool_forwarded_duration
-            .with_label_values(&[server])
+            .get(&NamespaceLabel { namespace: server })
             .observe(started.elapsed().as_secs_f64());
         match response {
             Ok(ServerResult::CallToolResult(result)) => Ok(result),

@@ -89,7 +89,7 @@ pub async fn serve(
             tracing::debug!(ip = %peer.ip(), "connection refused: too many from this address");
             mistralrs_core::metrics::metrics()
                 .connections_refused
-                .with_label_values(&["per_ip"])
+                .get(&mistralrs_core::metrics::ReasonLabel { reason: "per_ip" })
                 .inc();
             continue;
         };

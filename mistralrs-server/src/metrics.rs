@@ -4,7 +4,7 @@ use axum::extract::Request;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use mistralrs_core::metrics::metrics;
+use mistralrs_core::metrics::{RequestLabels, metrics};
 
 use crate::openai::ServedModel;
 
@@ -27,7 +27,11 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
         .map_or("", |m| m.0.as_str());
     metrics()
         .requests_total
-        .with_label_values(&[model, endpoint, response.status().as_str()])
+        .get(&RequestLabels {
+            model,
+            endpoint,
+            status: response.status().as_str(),
+        })
         .inc();
     response
 }

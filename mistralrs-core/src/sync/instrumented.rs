@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use prometheus::{Histogram, IntCounter};
 
-use crate::metrics::metrics;
+use crate::metrics::{LockLabel, metrics};
 
 /// One in this many acquisitions per thread has its hold time recorded.
 const HOLD_SAMPLE_EVERY: u32 = 64;
@@ -44,9 +44,9 @@ impl Probe {
         let m = metrics();
         Self {
             name,
-            wait: m.lock_wait.with_label_values(&[name]),
-            hold: m.lock_hold.with_label_values(&[name]),
-            contended: m.lock_contended.with_label_values(&[name]),
+            wait: m.lock_wait.get(&LockLabel { lock: name }),
+            hold: m.lock_hold.get(&LockLabel { lock: name }),
+            contended: m.lock_contended.get(&LockLabel { lock: name }),
         }
     }
 

@@ -25,7 +25,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use governor::DefaultKeyedRateLimiter;
 use governor::clock::{Clock, DefaultClock};
-use mistralrs_core::metrics::metrics;
+use mistralrs_core::metrics::{ReasonLabel, metrics};
 use mistralrs_core::sync::Mutex;
 use mistralrs_mcp::CallerScope;
 use mistralrs_mcp::config::KeyScope;
@@ -231,7 +231,9 @@ pub(super) async fn require_key(
             if let Some(wait) = ip.and_then(|ip| auth.failures.record_failure(ip)) {
                 metrics()
                     .http_mcp_auth_failures
-                    .with_label_values(&[failure.label()])
+                    .get(&ReasonLabel {
+                        reason: failure.label(),
+                    })
                     .inc();
                 return Err(refuse(wait));
             }

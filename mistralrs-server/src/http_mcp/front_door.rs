@@ -239,7 +239,9 @@ fn accept_any_media_type(headers: &mut HeaderMap) {
 fn invalid_params(id: Value, message: &str) -> Response {
     mistralrs_core::metrics::metrics()
         .http_mcp_errors
-        .with_label_values(&["invalid_params"])
+        .get(&mistralrs_core::metrics::KindLabel {
+            kind: "invalid_params",
+        })
         .inc();
     let body = json!({
         "jsonrpc": "2.0",

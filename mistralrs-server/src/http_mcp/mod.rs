@@ -24,7 +24,7 @@ use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use mistralrs_core::Router;
-use mistralrs_core::metrics::metrics;
+use mistralrs_core::metrics::{McpRequestLabels, MethodLabel, metrics};
 use mistralrs_mcp::Forwarder;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -180,10 +180,13 @@ async fn count_requests(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let m = metrics();
     m.http_mcp_request_duration
-        .with_label_values(&[method])
+        .get(&MethodLabel { method })
         .observe(started.elapsed().as_secs_f64());
     m.http_mcp_requests
-        .with_label_values(&[method, response.status().as_str()])
+        .get(&McpRequestLabels {
+            method,
+            status: response.status().as_str(),
+        })
         .inc();
     response.map(|body| GuardedBody::wrap(body, active))
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use mistralrs_core::metrics::metrics;
+use mistralrs_core::metrics::{KindLabel, ReasonLabel, ScopeLabel, metrics};
 use rmcp::model::ErrorCode;
 use serde_json::{Value, json};
 
@@ -162,12 +162,17 @@ impl Rejection {
         match self {
             Self::Unauthorized(failure) => m
                 .http_mcp_auth_failures
-                .with_label_values(&[failure.label()])
+                .get(&ReasonLabel {
+                    reason: failure.label(),
+                })
                 .inc(),
             Self::RateLimited { scope, .. } => {
-                m.http_mcp_rate_limited.with_label_values(&[scope]).inc();
+                m.http_mcp_rate_limited.get(&ScopeLabel { scope }).inc();
             }
-            other => m.http_mcp_errors.with_label_values(&[other.kind()]).inc(),
+            other => m
+                .http_mcp_errors
+                .get(&KindLabel { kind: other.kind() })
+                .inc(),
         }
     }
 }

@@ -55,6 +55,19 @@ fn tok_err(e: impl std::fmt::Display) -> Error {
 }
 
 impl Tokenizer {
+    /// A tokenizer built elsewhere (a GGUF file's metadata) with its special tokens.
+    pub(crate) fn new(
+        inner: tokenizers::Tokenizer,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+    ) -> Self {
+        Self {
+            inner,
+            bos_token,
+            eos_token,
+        }
+    }
+
     /// Loads `tokenizer.json` and the special tokens of `tokenizer_config.json`.
     pub fn from_folder(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");

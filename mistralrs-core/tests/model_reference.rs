@@ -5,11 +5,13 @@
 //! regenerate them. Each test reports the largest absolute logit error it saw.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
-use mistralrs_core::model::{BatchInput, Llama, SeqChunk, load_decoder};
-use mistralrs_paged_attn::{BlockManager, KvCache};
+use common::{Runner, argmax};
+use mistralrs_core::model::load_decoder;
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-3;
@@ -39,66 +41,12 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
-fn argmax(xs: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in xs.iter().enumerate() {
-        if x > xs[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "logit rows differ in length");
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-}
-
-/// One sequence run through the model over a paged cache, chunk by chunk.
-struct Runner {
-    model: Llama,
-    cache: KvCache,
-    blocks: BlockManager,
-    tokens: Vec<u32>,
-}
-
-impl Runner {
-    fn new(model: Llama) -> Self {
-        let shape = model.cache_shape(64, 4);
-        let cache = KvCache::new(shape, DType::F32, &Device::Cpu).unwrap();
-        let blocks = BlockManager::new(64, 4);
-        Self {
-            model,
-            cache,
-            blocks,
-            tokens: Vec::new(),
-        }
-    }
-
-    /// Feeds `new` tokens and returns the logits after the last one.
-    fn feed(&mut self, new: &[u32]) -> Vec<f32> {
-        let first = self.tokens.len();
-        self.tokens.extend_from_slice(new);
-        if first == 0 {
-            self.blocks.allocate(1, &self.tokens).unwrap();
-        }
-        self.blocks
-            .prepare_write(1, first, self.tokens.len())
-            .unwrap();
-        let slots = self.blocks.slots(1, 0, self.tokens.len()).unwrap();
-        let chunk = SeqChunk {
-            tokens: new,
-            first_pos: first,
-            context_slots: &slots,
-            wants_logits: true,
-        };
-        let input = BatchInput::new(&[chunk], &Device::Cpu).unwrap();
-        let logits = self.model.forward(&input, &self.cache).unwrap();
-        logits.squeeze(0).unwrap().to_vec1().unwrap()
-    }
 }
 
 #[test]

@@ -92,8 +92,9 @@ fn causal_mask(
     Ok(Tensor::from_vec(mask, (n, ctx), device)?)
 }
 
-/// Attention of one new token for each of several sequences at once (the decode
-/// step), over their slots padded to the longest context.
+/// Attention of one new token for each of several sequences (the decode step);
+/// `slots` arrive padded to the longest context, and each sequence is computed
+/// over its own visible keys only.
 ///
 /// - `q`: `[n, heads, head_dim]`, one query per sequence, at position
 ///   `context_lens[i] - 1`.
@@ -101,8 +102,8 @@ fn causal_mask(
 ///   `i * max_ctx..`, padded with any valid slot (masked out).
 /// - `context_lens`: each sequence's context length (its slots that count).
 ///
-/// Equivalent to [`paged_attention`] per sequence with one query each, in a
-/// constant number of tensor ops instead of a few per sequence. Returns
+/// [`paged_attention`] per sequence with one query each: bit for bit what the
+/// sequence would get alone, whatever else is in the batch. Returns
 /// `[n, heads * head_dim]`.
 pub fn paged_attention_decode(
     q: &Tensor,
@@ -113,41 +114,26 @@ pub fn paged_attention_decode(
     scale: f64,
     window: Option<usize>,
 ) -> Result<Tensor> {
-    let (n, heads, head_dim) = q.dims3()?;
+    let n = q.dim(0)?;
     let max_ctx = slots.dim(0)? / n.max(1);
-    let kv_heads = k_cache.dim(1)? / head_dim;
-    let group = heads / kv_heads;
-    let dtype = q.dtype();
-    let gather = |cache: &Tensor| -> Result<Tensor> {
-        Ok(cache
-            .index_select(slots, 0)?
-            .reshape((n, max_ctx, kv_heads, head_dim))?
-            .permute((0, 2, 1, 3))?
-            .to_dtype(DType::F32)?
-            .contiguous()?)
-    };
-    let (k, v) = (gather(k_cache)?, gather(v_cache)?); // [n, kv_heads, max_ctx, d]
-    let q = q
-        .to_dtype(DType::F32)?
-        .reshape((n, kv_heads, group, head_dim))?
-        .contiguous()?;
-    let scores = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? * scale)?; // [n, kv_heads, group, max_ctx]
-    let mask: Vec<f32> = context_lens
+    // Each sequence through the very computation a lone sequence gets: padding
+    // to the longest context, or another layout, would change the length and
+    // order of the reductions (softmax sum, the product with V) and with them
+    // the rounding, so a sequence's tokens would depend on its batch.
+    let outputs = context_lens
         .iter()
-        .flat_map(|&len| {
-            let pos = len.saturating_sub(1);
-            (0..max_ctx).map(move |j| {
-                let visible = j < len && window.is_none_or(|w| pos - j < w);
-                if visible { 0.0 } else { f32::NEG_INFINITY }
-            })
+        .enumerate()
+        .map(|(i, &len)| {
+            paged_attention(
+                &q.narrow(0, i, 1)?,
+                k_cache,
+                v_cache,
+                &slots.narrow(0, i * max_ctx, len)?,
+                len - 1,
+                scale,
+                window,
+            )
         })
-        .collect();
-    let mask = Tensor::from_vec(mask, (n, 1, 1, max_ctx), q.device())?;
-    let scores = scores.broadcast_add(&mask)?;
-    let probs = scores
-        .broadcast_sub(&scores.max_keepdim(D::Minus1)?)?
-        .exp()?;
-    let probs = probs.broadcast_div(&probs.sum_keepdim(D::Minus1)?)?;
-    let out = probs.matmul(&v)?; // [n, kv_heads, group, d]
-    Ok(out.reshape((n, heads * head_dim))?.to_dtype(dtype)?)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&outputs, 0)?)
 }

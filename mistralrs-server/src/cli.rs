@@ -48,8 +48,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve a model.
     Run {
-        /// A local Hugging Face style folder, a model id in the local Hugging Face
-        /// cache (e.g. Qwen/Qwen2.5-0.5B-Instruct), or `demo` (a small built-in model).
+        /// A GGUF file (or a folder with one), a local Hugging Face style folder, a
+        /// model id in the local Hugging Face cache (e.g. Qwen/Qwen2.5-0.5B-Instruct),
+        /// `smollm2` (after `scripts/get-model smollm2`), or `demo` (a small built-in
+        /// model).
         #[arg(long, short = 'm')]
         model: String,
         /// Name clients use in `model` [default: the model's last path part].

@@ -1,5 +1,6 @@
-//! Where `-m <model>` points: `demo`, a local folder, or a model id in the local
-//! Hugging Face cache. Nothing is downloaded.
+//! Where `-m <model>` points: `demo`, a model `scripts/get-model` fetched
+//! (`smollm2`), a local folder or `.gguf` file, or a model id in the local
+//! Hugging Face cache. Nothing is downloaded here.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +11,11 @@ pub fn resolve(spec: &str) -> anyhow::Result<PathBuf> {
     if spec == "demo" {
         return mistralrs_core::demo::ensure_demo_model().context("writing the demo model");
     }
+    if let Some(known) = KNOWN_MODELS.iter().find(|m| m.name == spec) {
+        return known.cached();
+    }
     let path = Path::new(spec);
-    if path.is_dir() {
+    if path.is_dir() || path.is_file() {
         return Ok(path.to_path_buf());
     }
     let cache = hub_cache_dir();
@@ -27,6 +31,46 @@ pub fn resolve(spec: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+/// A model `scripts/get-model` fetches, served by its short name.
+struct KnownModel {
+    /// What `-m` and `scripts/get-model` call it.
+    name: &'static str,
+    /// The file `scripts/get-model` unpacks into the models cache.
+    file: &'static str,
+}
+
+/// Models one command away (`scripts/get-model NAME`).
+const KNOWN_MODELS: [KnownModel; 1] = [KnownModel {
+    name: "smollm2",
+    file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+}];
+
+impl KnownModel {
+    /// The file in the models cache, or an error with the command that fetches it.
+    fn cached(&self) -> anyhow::Result<PathBuf> {
+        let dir = models_cache_dir().context("no home folder for the models cache")?;
+        let path = dir.join(self.file);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!(
+            "model `{}` is not downloaded yet ({} is missing); run: scripts/get-model {}",
+            self.name,
+            path.display(),
+            self.name
+        )
+    }
+}
+
+/// `$MISTRALRS_MODELS_DIR`, else `~/.cache/mistralrs/models` (where
+/// `scripts/get-model` puts files).
+fn models_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("MISTRALRS_MODELS_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mistralrs/models"))
+}
+
 fn hub_cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("HF_HUB_CACHE") {
         return Some(PathBuf::from(dir));

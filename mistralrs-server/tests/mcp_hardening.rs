@@ -556,6 +556,20 @@ async fn bad_json_rpc_gets_the_codes_the_specs_name() {
         let answer: Value = response.json().await.unwrap();
         assert_eq!(answer["error"]["code"], code, "{shown}: {answer}");
     }
+    // A body that breaks off before its Content-Length is a 400, not a 413.
+    let host = authority(&url);
+    let mut stream = TcpStream::connect(&host).await.unwrap();
+    let head = format!(
+        "POST /mcp/stream HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Accept: {ACCEPT_BOTH}\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("body_unreadable"), "{answer}");
+
     let session = open_session(&url, None).await;
     for call in [
         json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "chat", "arguments": "str"}}),

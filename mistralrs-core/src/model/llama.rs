@@ -1,27 +1,25 @@
 //! The llama-family decoder (Llama 2/3, Mistral, Qwen2) over the paged KV cache.
 //!
-//! Submodule names follow the checkpoint's weight names (`model.layers.N.self_attn`,
-//! `mlp`, ...), so a Hugging Face folder loads without a renaming table.
+//! Tensors are asked for by the checkpoint's weight names (`model.layers.N.self_attn`,
+//! `mlp`, ...) from a [`WeightSource`]: a Hugging Face folder loads without a
+//! renaming table, and a GGUF file maps the names to its own.
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, RmsNorm};
 use mistralrs_paged_attn::{KvCache, KvCacheShape, paged_attention, paged_attention_decode};
 
 use super::config::ModelConfig;
 use super::input::BatchInput;
 use super::rope::RotaryEmbedding;
+use super::weights::{Projection, WeightSource};
 use crate::Result;
-
-fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
-    Ok(candle_nn::linear_b(in_dim, out_dim, bias, vb)?)
-}
 
 #[derive(Debug)]
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: Projection,
+    k_proj: Projection,
+    v_proj: Projection,
+    o_proj: Projection,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -29,15 +27,16 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+    fn load(w: &dyn WeightSource, prefix: &str, cfg: &ModelConfig) -> Result<Self> {
         let (h, d) = (cfg.hidden_size, cfg.head_dim());
         let (heads, kv_heads) = (cfg.num_attention_heads, cfg.kv_heads());
         let qkv_bias = cfg.qkv_bias();
+        let name = |part: &str| format!("{prefix}.{part}");
         Ok(Self {
-            q_proj: linear(h, heads * d, qkv_bias, vb.pp("q_proj"))?,
-            k_proj: linear(h, kv_heads * d, qkv_bias, vb.pp("k_proj"))?,
-            v_proj: linear(h, kv_heads * d, qkv_bias, vb.pp("v_proj"))?,
-            o_proj: linear(heads * d, h, cfg.attention_bias, vb.pp("o_proj"))?,
+            q_proj: w.projection(&name("q_proj"), h, heads * d, qkv_bias)?,
+            k_proj: w.projection(&name("k_proj"), h, kv_heads * d, qkv_bias)?,
+            v_proj: w.projection(&name("v_proj"), h, kv_heads * d, qkv_bias)?,
+            o_proj: w.projection(&name("o_proj"), heads * d, h, cfg.attention_bias)?,
             heads,
             kv_heads,
             head_dim: d,
@@ -104,31 +103,32 @@ impl Attention {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(self.o_proj.forward(&Tensor::cat(&outputs, 0)?)?)
+        self.o_proj.forward(&Tensor::cat(&outputs, 0)?)
     }
 }
 
 #[derive(Debug)]
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    gate_proj: Projection,
+    up_proj: Projection,
+    down_proj: Projection,
 }
 
 impl Mlp {
-    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+    fn load(w: &dyn WeightSource, prefix: &str, cfg: &ModelConfig) -> Result<Self> {
         let (h, i, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
+        let name = |part: &str| format!("{prefix}.{part}");
         Ok(Self {
-            gate_proj: linear(h, i, bias, vb.pp("gate_proj"))?,
-            up_proj: linear(h, i, bias, vb.pp("up_proj"))?,
-            down_proj: linear(i, h, bias, vb.pp("down_proj"))?,
+            gate_proj: w.projection(&name("gate_proj"), h, i, bias)?,
+            up_proj: w.projection(&name("up_proj"), h, i, bias)?,
+            down_proj: w.projection(&name("down_proj"), i, h, bias)?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gated =
             (candle_nn::ops::silu(&self.gate_proj.forward(x)?)? * self.up_proj.forward(x)?)?;
-        Ok(self.down_proj.forward(&gated)?)
+        self.down_proj.forward(&gated)
     }
 }
 
@@ -141,17 +141,17 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+    fn load(w: &dyn WeightSource, prefix: &str, cfg: &ModelConfig) -> Result<Self> {
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         Ok(Self {
-            input_layernorm: candle_nn::rms_norm(h, eps, vb.pp("input_layernorm"))?,
-            self_attn: Attention::load(vb.pp("self_attn"), cfg)?,
-            post_attention_layernorm: candle_nn::rms_norm(
+            input_layernorm: w.rms_norm(&format!("{prefix}.input_layernorm"), h, eps)?,
+            self_attn: Attention::load(w, &format!("{prefix}.self_attn"), cfg)?,
+            post_attention_layernorm: w.rms_norm(
+                &format!("{prefix}.post_attention_layernorm"),
                 h,
                 eps,
-                vb.pp("post_attention_layernorm"),
             )?,
-            mlp: Mlp::load(vb.pp("mlp"), cfg)?,
+            mlp: Mlp::load(w, &format!("{prefix}.mlp"), cfg)?,
         })
     }
 }
@@ -162,32 +162,27 @@ pub struct Llama {
     embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-    lm_head: Linear,
+    lm_head: Projection,
     rope: RotaryEmbedding,
     cfg: ModelConfig,
 }
 
 impl Llama {
-    /// Builds the model from weights named as in a Hugging Face checkpoint.
-    pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
-        let m = vb.pp("model");
-        let embed_tokens =
-            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, m.pp("embed_tokens"))?;
+    /// Builds the model from tensors named as in a Hugging Face checkpoint.
+    pub(crate) fn load(w: &dyn WeightSource, cfg: &ModelConfig) -> Result<Self> {
+        let (h, vocab) = (cfg.hidden_size, cfg.vocab_size);
+        let embed_tokens = w.embedding("model.embed_tokens", vocab, h)?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::load(m.pp(format!("layers.{i}")), cfg))
+            .map(|i| DecoderLayer::load(w, &format!("model.layers.{i}"), cfg))
             .collect::<Result<Vec<_>>>()?;
-        let norm = candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
-        let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
-            Linear::new(embed_tokens.embeddings().clone(), None)
-        } else {
-            linear(cfg.hidden_size, cfg.vocab_size, false, vb.pp("lm_head"))?
-        };
+        let norm = w.rms_norm("model.norm", h, cfg.rms_norm_eps)?;
+        let lm_head = w.output_head(&embed_tokens, h, vocab)?;
         Ok(Self {
             embed_tokens,
             layers,
             norm,
             lm_head,
-            rope: RotaryEmbedding::new(cfg, vb.dtype(), vb.device())?,
+            rope: RotaryEmbedding::new(cfg, w.dtype(), w.device())?,
             cfg: cfg.clone(),
         })
     }

@@ -1,10 +1,12 @@
-//! Loading a Hugging Face style model folder: config, weights, tokenizer, chat
-//! template and generation defaults.
+//! Loading a model: a Hugging Face style folder (config, safetensors weights,
+//! tokenizer, chat template, generation defaults) or a GGUF file (`gguf`).
 
 mod config;
+mod gguf;
 mod input;
 mod llama;
 mod rope;
+mod weights;
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,7 @@ use serde::Deserialize;
 pub use config::{ModelConfig, RopeParameters, TokenIds};
 pub use input::{BatchInput, SeqChunk};
 pub use llama::Llama;
+pub use weights::supported_types as supported_gguf_types;
 
 use crate::chat_template::ChatTemplate;
 use crate::tokenizer::Tokenizer;
@@ -97,11 +100,64 @@ pub fn load_decoder(dir: &Path, dtype: DType, device: &Device) -> Result<Llama> 
     // this assumes nobody truncates them while the model is served.
     #[allow(unsafe_code)]
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
-    Llama::load(vb, &cfg).map_err(|e| Error::files(dir, format!("weights: {e}")))
+    let source = weights::Safetensors {
+        vb,
+        tie_word_embeddings: cfg.tie_word_embeddings,
+    };
+    Llama::load(&source, &cfg).map_err(|e| Error::files(dir, format!("weights: {e}")))
 }
 
-/// Loads the model folder `dir` with weights in `dtype` on `device`.
-pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<LoadedModel> {
+/// What a model path holds.
+enum ModelFiles {
+    /// A Hugging Face folder.
+    Folder(PathBuf),
+    /// A GGUF file.
+    Gguf(PathBuf),
+}
+
+/// A `.gguf` file, a folder with `config.json`, or a folder with exactly one
+/// `.gguf` file; anything else is an error that says what was found.
+fn model_files(path: &Path) -> Result<ModelFiles> {
+    let is_gguf = |p: &Path| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    };
+    if path.is_file() {
+        return if is_gguf(path) {
+            Ok(ModelFiles::Gguf(path.to_path_buf()))
+        } else {
+            Err(Error::files(path, "not a model folder nor a .gguf file"))
+        };
+    }
+    if path.join("config.json").exists() {
+        return Ok(ModelFiles::Folder(path.to_path_buf()));
+    }
+    let ggufs: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| Error::io(path, e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| is_gguf(p))
+        .collect();
+    match ggufs.as_slice() {
+        [one] => Ok(ModelFiles::Gguf(one.clone())),
+        [] => Err(Error::files(
+            path,
+            "neither a Hugging Face model (config.json and *.safetensors) nor a .gguf file",
+        )),
+        _ => Err(Error::files(
+            path,
+            format!("{} .gguf files; name the one to serve", ggufs.len()),
+        )),
+    }
+}
+
+/// Loads the model at `path` (a folder or a GGUF file) with weights in
+/// `dtype` on `device` (GGUF projections stay quantized; the rest runs in f32).
+pub fn load(path: &Path, dtype: DType, device: &Device) -> Result<LoadedModel> {
+    let dir = match model_files(path)? {
+        ModelFiles::Gguf(file) => return gguf::load(&file, device),
+        ModelFiles::Folder(dir) => dir,
+    };
+    let dir = dir.as_path();
     let model = load_decoder(dir, dtype, device)?;
     let cfg = model.config().clone();
     let tokenizer = Tokenizer::from_folder(dir)?;

@@ -6,8 +6,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
+use mistralrs_core::model::{BatchInput, Llama, SeqChunk};
 use mistralrs_core::request::{Prompt, Request};
 use mistralrs_core::{EngineConfig, EngineHandle, SchedulerConfig};
+use mistralrs_paged_attn::{BlockManager, KvCache};
 
 /// The demo model, written once per test binary.
 pub fn demo_dir() -> PathBuf {
@@ -75,3 +77,58 @@ pub const PROMPTS: [&str; 8] = [
     "The scheduler admits a new request when enough blocks are free",
     "To be, or not to be",
 ];
+
+/// The index of the largest value.
+pub fn argmax(xs: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// One sequence run through the model over a paged cache, chunk by chunk.
+pub struct Runner {
+    model: Llama,
+    cache: KvCache,
+    blocks: BlockManager,
+    tokens: Vec<u32>,
+}
+
+impl Runner {
+    pub fn new(model: Llama) -> Self {
+        let shape = model.cache_shape(128, 4);
+        let cache = KvCache::new(shape, DType::F32, &Device::Cpu).unwrap();
+        let blocks = BlockManager::new(128, 4);
+        Self {
+            model,
+            cache,
+            blocks,
+            tokens: Vec::new(),
+        }
+    }
+
+    /// Feeds `new` tokens and returns the logits after the last one.
+    pub fn feed(&mut self, new: &[u32]) -> Vec<f32> {
+        let first = self.tokens.len();
+        self.tokens.extend_from_slice(new);
+        if first == 0 {
+            self.blocks.allocate(1, &self.tokens).unwrap();
+        }
+        self.blocks
+            .prepare_write(1, first, self.tokens.len())
+            .unwrap();
+        let slots = self.blocks.slots(1, 0, self.tokens.len()).unwrap();
+        let chunk = SeqChunk {
+            tokens: new,
+            first_pos: first,
+            context_slots: &slots,
+            wants_logits: true,
+        };
+        let input = BatchInput::new(&[chunk], &Device::Cpu).unwrap();
+        let logits = self.model.forward(&input, &self.cache).unwrap();
+        logits.squeeze(0).unwrap().to_vec1().unwrap()
+    }
+}

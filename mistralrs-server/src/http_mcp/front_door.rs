@@ -161,12 +161,7 @@ impl FrontDoor {
         owner: Option<KeyId>,
         next: Next,
     ) -> Result<Response, Rejection> {
-        let session_use = self
-            .sessions
-            .enter(id, owner)
-            .ok_or(Rejection::UnknownSession)?;
-        let mut response = next.run(request).await;
-        drop(session_use);
+        let mut response = self.in_session(request, id, owner, next).await?;
         if response.status().is_success() {
             self.sessions.forget(id);
             *response.status_mut() = StatusCode::OK;

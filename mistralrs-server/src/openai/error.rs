@@ -161,3 +161,36 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mistralrs_core::Error;
+
+    #[test]
+    fn engine_failures_are_not_the_callers_fault() {
+        let shutting_down = ApiError::from(Error::from(Failure::ShuttingDown));
+        assert_eq!(shutting_down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shutting_down.body()["error"]["type"], "server_error");
+        assert_eq!(shutting_down.body()["error"]["code"], "shutting_down");
+        let response = shutting_down.into_response();
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+
+        let internal = ApiError::from(Error::from(Failure::Internal));
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(internal.body()["error"]["type"], "server_error");
+        let tensor = ApiError::from(Error::Tensor(candle_core::Error::Msg(
+            "shape mismatch in matmul".into(),
+        )));
+        assert_eq!(tensor.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            tensor.message(),
+            "internal error; see the server log",
+            "no internals"
+        );
+
+        let mistake = ApiError::from(Error::InvalidRequest("top_p must be in (0, 1]".into()));
+        assert_eq!(mistake.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(mistake.body()["error"]["type"], "invalid_request_error");
+    }
+}

@@ -44,7 +44,22 @@ impl Server {
         (server, logs)
     }
 
+    /// `mistralrs-server --port 0 <extra> run -m <model>`.
+    pub fn start_model(model: &str, extra: &[&str]) -> Self {
+        Self::spawn_model(model, extra, None, &[], None)
+    }
+
     fn spawn(
+        extra: &[&str],
+        toml: Option<&str>,
+        env: &[(&str, &str)],
+        logs: Option<std::sync::Arc<std::sync::Mutex<String>>>,
+    ) -> Self {
+        Self::spawn_model("demo", extra, toml, env, logs)
+    }
+
+    fn spawn_model(
+        model: &str,
         extra: &[&str],
         toml: Option<&str>,
         env: &[(&str, &str)],
@@ -59,7 +74,7 @@ impl Server {
             dir
         });
         args.extend(extra.iter().map(|s| s.to_string()));
-        args.extend(["run".into(), "-m".into(), "demo".into()]);
+        args.extend(["run".into(), "-m".into(), model.into()]);
         let mut command = Command::new(env!("CARGO_BIN_EXE_mistralrs-server"));
         command
             .args(&args)

@@ -1,0 +1,320 @@
+//! Where a decoder's tensors come from, asked for by their Hugging Face names:
+//! a safetensors checkpoint (dense, in the requested dtype) or a GGUF file
+//! (projections kept quantized and run as quantized matmuls; embeddings and
+//! norms dequantized to f32). The decoder (`llama.rs`) does not know which.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor, gguf_file};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+
+use crate::{Error, Result};
+
+/// A projection `x W^T (+ b)`: dense, or quantized.
+#[derive(Debug, Clone)]
+pub(crate) enum Projection {
+    /// A dense weight (safetensors).
+    Dense(Linear),
+    /// A quantized weight (GGUF) with an optional f32 bias.
+    Quantized {
+        /// The weight, `[out, in]`.
+        weight: QMatMul,
+        /// The bias, `[out]`.
+        bias: Option<Tensor>,
+    },
+}
+
+impl Projection {
+    /// `x` is `[tokens, in]`; quantized matmuls need it contiguous (candle's
+    /// quantized kernels read rows in place).
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Dense(linear) => Ok(linear.forward(x)?),
+            Self::Quantized { weight, bias } => {
+                let y = weight.forward(&x.contiguous()?)?;
+                match bias {
+                    Some(bias) => Ok(y.broadcast_add(bias)?),
+                    None => Ok(y),
+                }
+            }
+        }
+    }
+}
+
+/// The tensors of a decoder by Hugging Face name (`model.layers.0.self_attn.q_proj`).
+pub(crate) trait WeightSource {
+    /// The projection `name` (`name.weight`, `name.bias` when `bias`).
+    fn projection(
+        &self,
+        name: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+    ) -> Result<Projection>;
+    /// The embedding `name`.
+    fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<Embedding>;
+    /// The RMSNorm `name`.
+    fn rms_norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm>;
+    /// The output head: `lm_head` when the source has one, else the embedding
+    /// `embed_name` reused.
+    fn output_head(&self, embed: &Embedding, hidden: usize, vocab: usize) -> Result<Projection>;
+    /// The dtype activations run in.
+    fn dtype(&self) -> DType;
+    /// The device tensors live on.
+    fn device(&self) -> &Device;
+}
+
+/// A safetensors checkpoint through candle's `VarBuilder`.
+pub(crate) struct Safetensors<'a> {
+    pub(crate) vb: VarBuilder<'a>,
+    pub(crate) tie_word_embeddings: bool,
+}
+
+impl WeightSource for Safetensors<'_> {
+    fn projection(
+        &self,
+        name: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+    ) -> Result<Projection> {
+        let linear = candle_nn::linear_b(in_dim, out_dim, bias, self.vb.pp(name))?;
+        Ok(Projection::Dense(linear))
+    }
+
+    fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<Embedding> {
+        Ok(candle_nn::embedding(vocab, hidden, self.vb.pp(name))?)
+    }
+
+    fn rms_norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
+        Ok(candle_nn::rms_norm(size, eps, self.vb.pp(name))?)
+    }
+
+    fn output_head(&self, embed: &Embedding, hidden: usize, vocab: usize) -> Result<Projection> {
+        if self.tie_word_embeddings || !self.vb.contains_tensor("lm_head.weight") {
+            return Ok(Projection::Dense(Linear::new(
+                embed.embeddings().clone(),
+                None,
+            )));
+        }
+        self.projection("lm_head", hidden, vocab, false)
+    }
+
+    fn dtype(&self) -> DType {
+        self.vb.dtype()
+    }
+
+    fn device(&self) -> &Device {
+        self.vb.device()
+    }
+}
+
+/// Tensor types this server runs from a GGUF file.
+const GGUF_TYPES: [GgmlDType; 13] = [
+    GgmlDType::F32,
+    GgmlDType::F16,
+    GgmlDType::BF16,
+    GgmlDType::Q4_0,
+    GgmlDType::Q4_1,
+    GgmlDType::Q5_0,
+    GgmlDType::Q5_1,
+    GgmlDType::Q8_0,
+    GgmlDType::Q2K,
+    GgmlDType::Q3K,
+    GgmlDType::Q4K,
+    GgmlDType::Q5K,
+    GgmlDType::Q6K,
+];
+
+/// A GGUF file's tensors. llama.cpp stores the query and key rows of llama
+/// models permuted for its rotary layout; they are put back in Hugging Face
+/// order (whole rows move, so quantized blocks stay as they are), and the
+/// decoder's rotary embedding stays the same for both sources.
+pub(crate) struct Gguf {
+    pub(crate) path: PathBuf,
+    pub(crate) content: gguf_file::Content,
+    pub(crate) file: RefCell<File>,
+    pub(crate) device: Device,
+    /// Query and key heads when q/k rows are permuted (llama); `None` otherwise.
+    pub(crate) permuted_heads: Option<(usize, usize)>,
+}
+
+/// The GGUF name of a Hugging Face tensor name (without `.weight`/`.bias`).
+fn gguf_name(name: &str) -> String {
+    if let Some(rest) = name.strip_prefix("model.layers.") {
+        let (layer, part) = rest.split_once('.').unwrap_or((rest, ""));
+        let part = match part {
+            "self_attn.q_proj" => "attn_q",
+            "self_attn.k_proj" => "attn_k",
+            "self_attn.v_proj" => "attn_v",
+            "self_attn.o_proj" => "attn_output",
+            "mlp.gate_proj" => "ffn_gate",
+            "mlp.up_proj" => "ffn_up",
+            "mlp.down_proj" => "ffn_down",
+            "input_layernorm" => "attn_norm",
+            "post_attention_layernorm" => "ffn_norm",
+            other => other,
+        };
+        return format!("blk.{layer}.{part}");
+    }
+    match name {
+        "model.embed_tokens" => "token_embd".into(),
+        "model.norm" => "output_norm".into(),
+        "lm_head" => "output".into(),
+        other => other.into(),
+    }
+}
+
+impl Gguf {
+    fn tensor(&self, name: &str) -> Result<QTensor> {
+        let info = self
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| Error::files(&self.path, format!("tensor `{name}` is missing")))?;
+        if !GGUF_TYPES.contains(&info.ggml_dtype) {
+            return Err(Error::files(
+                &self.path,
+                format!(
+                    "tensor `{name}` has type {:?}; supported: {}",
+                    info.ggml_dtype,
+                    supported_types()
+                ),
+            ));
+        }
+        let mut file = self.file.borrow_mut();
+        self.content
+            .tensor(&mut *file, name, &self.device)
+            .map_err(|e| Error::files(&self.path, format!("tensor `{name}`: {e}")))
+    }
+
+    /// Tensor `name` with the shape the decoder expects (`[out, in]`, `[n]`).
+    fn shaped(&self, name: &str, dims: &[usize]) -> Result<QTensor> {
+        let tensor = self.tensor(name)?;
+        if tensor.shape().dims() != dims {
+            return Err(Error::files(
+                &self.path,
+                format!(
+                    "tensor `{name}` has shape {:?}, expected {dims:?}",
+                    tensor.shape().dims()
+                ),
+            ));
+        }
+        Ok(tensor)
+    }
+
+    fn dense(&self, name: &str, dims: &[usize]) -> Result<Tensor> {
+        Ok(self
+            .shaped(name, dims)?
+            .dequantize(&self.device)?
+            .to_dtype(DType::F32)?)
+    }
+
+    /// Undoes llama.cpp's q/k row permutation for `heads` heads.
+    fn unpermute(&self, tensor: QTensor, heads: usize) -> Result<QTensor> {
+        let (rows, cols) = tensor.shape().dims2()?;
+        let head_dim = rows / heads;
+        let data = tensor.data()?;
+        let row_bytes = data.len() / rows;
+        let mut out = vec![0u8; data.len()];
+        for head in 0..heads {
+            for half in 0..2 {
+                for j in 0..head_dim / 2 {
+                    let hf_row = head * head_dim + half * (head_dim / 2) + j;
+                    let gguf_row = head * head_dim + 2 * j + half;
+                    out[hf_row * row_bytes..(hf_row + 1) * row_bytes]
+                        .copy_from_slice(&data[gguf_row * row_bytes..(gguf_row + 1) * row_bytes]);
+                }
+            }
+        }
+        let storage = QStorage::from_data(out.into(), &self.device, tensor.dtype())?;
+        Ok(QTensor::new(storage, (rows, cols))?)
+    }
+}
+
+/// The supported GGUF tensor types, for messages.
+pub fn supported_types() -> String {
+    GGUF_TYPES
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl WeightSource for Gguf {
+    fn projection(
+        &self,
+        name: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+    ) -> Result<Projection> {
+        let base = gguf_name(name);
+        let mut weight = self.shaped(&format!("{base}.weight"), &[out_dim, in_dim])?;
+        if let Some((heads, kv_heads)) = self.permuted_heads {
+            if name.ends_with("self_attn.q_proj") {
+                weight = self.unpermute(weight, heads)?;
+            } else if name.ends_with("self_attn.k_proj") {
+                weight = self.unpermute(weight, kv_heads)?;
+            }
+        }
+        let bias = if bias {
+            Some(self.dense(&format!("{base}.bias"), &[out_dim])?)
+        } else {
+            None
+        };
+        Ok(Projection::Quantized {
+            weight: QMatMul::from_qtensor(weight)?,
+            bias,
+        })
+    }
+
+    fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<Embedding> {
+        let weights = self.dense(&format!("{}.weight", gguf_name(name)), &[vocab, hidden])?;
+        Ok(Embedding::new(weights, hidden))
+    }
+
+    fn rms_norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
+        let weight = self.dense(&format!("{}.weight", gguf_name(name)), &[size])?;
+        Ok(RmsNorm::new(weight, eps))
+    }
+
+    fn output_head(&self, _embed: &Embedding, hidden: usize, vocab: usize) -> Result<Projection> {
+        // Tied heads reuse the (quantized) embedding table as a quantized matmul.
+        let name = if self.content.tensor_infos.contains_key("output.weight") {
+            "output.weight"
+        } else {
+            "token_embd.weight"
+        };
+        let weight = self.shaped(name, &[vocab, hidden])?;
+        Ok(Projection::Quantized {
+            weight: QMatMul::from_qtensor(weight)?,
+            bias: None,
+        })
+    }
+
+    fn dtype(&self) -> DType {
+        DType::F32
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+impl std::fmt::Debug for Gguf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gguf({})", self.path.display())
+    }
+}
+
+/// Opens `path` as a GGUF file; the error names the file and what is wrong.
+pub(crate) fn open_gguf(path: &Path) -> Result<(gguf_file::Content, File)> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let content = gguf_file::Content::read(&mut file)
+        .map_err(|e| Error::files(path, format!("not a readable GGUF file: {e}")))?;
+    Ok((content, file))
+}

@@ -13,6 +13,9 @@ use serde::Deserialize;
 
 use crate::connections::ConnectionLimits;
 
+/// Longest connection timeout: a day (timers past that overflow the clock).
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+
 /// Slowest rate a limit may have: one request a day.
 pub const MIN_RATE: f64 = 1.0 / 86_400.0;
 /// Fastest: a billion a second (the limiter counts in nanoseconds).
@@ -251,6 +254,19 @@ impl Config {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == Some(0)) {
             return Err(format!("`{key}` must be at least 1"));
         }
+        for (key, secs) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            (
+                "idle_connection_timeout_secs",
+                self.idle_connection_timeout_secs,
+            ),
+        ] {
+            if secs.is_some_and(|s| s > MAX_TIMEOUT_SECS) {
+                return Err(format!(
+                    "`{key}` must be at most {MAX_TIMEOUT_SECS} (a day)"
+                ));
+            }
+        }
         if let Some(level) = &self.log_level
             && !["error", "warn", "info", "debug", "trace"].contains(&level.as_str())
         {
@@ -327,6 +343,14 @@ mod tests {
             ("max_seqs = 0", "max_seqs"),
             ("log_level = \"loud\"", "log_level"),
             ("[http_mcp.rate_limit]\nper_ip = -1.0", "per_ip"),
+            (
+                "header_read_timeout_secs = 100000",
+                "header_read_timeout_secs",
+            ),
+            (
+                "idle_connection_timeout_secs = 0",
+                "idle_connection_timeout_secs",
+            ),
             ("[http_mcp.rate_limit]\nglobal = 1e-30", "global"),
             ("[http_mcp.rate_limit]\nper_key = 1e-12", "per_key"),
             (

@@ -41,8 +41,9 @@ pub trait LabelSet {
     /// The same set with values borrowed for `'a` (a family is declared with
     /// `'static` and asked with any lifetime).
     type At<'a>;
-    /// The values, in the order of [`LabelSet::NAMES`].
-    fn values<'a>(labels: &Self::At<'a>) -> Vec<&'a str>;
+    /// Calls `f` with the values, in the order of [`LabelSet::NAMES`] (a
+    /// borrowed array: no allocation on request paths).
+    fn with_values<R>(labels: &Self::At<'_>, f: impl FnOnce(&[&str]) -> R) -> R;
 }
 
 /// Declares label sets: `Name { label, ... }` becomes a struct of `&str` fields.
@@ -60,8 +61,8 @@ macro_rules! label_sets {
         impl LabelSet for $name<'static> {
             const NAMES: &'static [&'static str] = &[$(stringify!($label)),+];
             type At<'a> = $name<'a>;
-            fn values<'a>(labels: &Self::At<'a>) -> Vec<&'a str> {
-                vec![$(labels.$label),+]
+            fn with_values<R>(labels: &Self::At<'_>, f: impl FnOnce(&[&str]) -> R) -> R {
+                f(&[$(labels.$label),+])
             }
         }
     )+};
@@ -118,7 +119,7 @@ pub struct Family<L, V> {
 impl<L: LabelSet, B: MetricVecBuilder> Family<L, MetricVec<B>> {
     /// The series with these label values.
     pub fn get(&self, labels: &L::At<'_>) -> B::M {
-        self.vec.with_label_values(&L::values(labels))
+        L::with_values(labels, |values| self.vec.with_label_values(values))
     }
 }
 

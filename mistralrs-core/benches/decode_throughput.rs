@@ -5,15 +5,15 @@
 //! criterion reports generated tokens per second.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use candle_core::{DType, Device};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mistralrs_core::model::LoadOptions;
 use mistralrs_core::request::{Prompt, Request};
 use mistralrs_core::{EngineConfig, EngineHandle};
 
 const NEW_TOKENS: usize = 64;
 
 fn engine(dir: &std::path::Path) -> EngineHandle {
-    let loaded = mistralrs_core::model::load(dir, DType::F32, &Device::Cpu).unwrap();
+    let loaded = mistralrs_core::model::load(dir, &LoadOptions::default()).unwrap();
     mistralrs_core::start("demo", loaded, EngineConfig::default()).unwrap()
 }
 

@@ -4,8 +4,8 @@
 
 mod common;
 
-use candle_core::DType;
 use common::{PROMPTS, engine, engine_with, eventually, greedy};
+use mistralrs_core::model::FloatType;
 use mistralrs_core::request::{Event, FinishReason, Prompt, Request};
 
 #[tokio::test]
@@ -223,7 +223,7 @@ async fn chunked_prefill_over_many_steps_gives_the_same_output() {
         .unwrap();
     // 8 tokens per step: the ~100-token prompt is read over a dozen steps while
     // a second request decodes beside it.
-    let chunked = engine_with("chunked", 64, 4, 8, DType::F32);
+    let chunked = engine_with("chunked", 64, 4, 8, FloatType::F32);
     let other = {
         let e = chunked.clone();
         tokio::spawn(async move { e.generate(greedy("Hello!", 40)).await.unwrap() })
@@ -240,7 +240,7 @@ async fn bf16_weights_and_cache_run_and_agree_with_f32_on_the_first_token() {
         .generate(greedy("Once upon a time", 8))
         .await
         .unwrap();
-    let bf16_out = engine_with("bf16", 64, 2, 256, DType::BF16)
+    let bf16_out = engine_with("bf16", 64, 2, 256, FloatType::Bf16)
         .generate(greedy("Once upon a time", 8))
         .await
         .unwrap();

@@ -9,9 +9,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
 use common::{Runner, argmax};
-use mistralrs_core::model::load_decoder;
+use mistralrs_core::model::{FloatType, LoadOptions, Quantization, load_decoder};
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-3;
@@ -64,7 +63,7 @@ fn demo_model_matches_transformers() {
             "{file} changed since the fixture was made: rerun scripts/make_reference.py"
         );
     }
-    let loaded = mistralrs_core::model::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let loaded = mistralrs_core::model::load(dir.path(), &LoadOptions::default()).unwrap();
     let mut worst = 0f32;
     for prompt in demo["prompts"].as_array().unwrap() {
         let text = prompt["text"].as_str().unwrap();
@@ -77,7 +76,7 @@ fn demo_model_matches_transformers() {
 
         // Whole prompt in one prefill: last-position logits.
         let mut runner = Runner::new(
-            mistralrs_core::model::load_decoder(dir.path(), DType::F32, &Device::Cpu).unwrap(),
+            mistralrs_core::model::load_decoder(dir.path(), &LoadOptions::default()).unwrap(),
         );
         let logits = runner.feed(&want_ids);
         let err = max_abs_diff(&logits, &floats(&prompt["last_logits"]));
@@ -107,7 +106,7 @@ fn token_by_token_and_chunked_prefill_agree_with_reference_argmax() {
     let want_ids = ids(&prompt["ids"]);
     let dir = tempfile::tempdir().unwrap();
     mistralrs_core::demo::write_demo_model(dir.path()).unwrap();
-    let load = || load_decoder(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let load = || load_decoder(dir.path(), &LoadOptions::default()).unwrap();
 
     let mut one_by_one = Runner::new(load());
     let argmaxes: Vec<u32> = want_ids
@@ -133,8 +132,7 @@ fn variants_match_transformers() {
         let name = variant["name"].as_str().unwrap();
         let model = load_decoder(
             &fixtures().join("models").join(name),
-            DType::F32,
-            &Device::Cpu,
+            &LoadOptions::default(),
         )
         .unwrap();
         let want_ids = ids(&variant["ids"]);
@@ -174,4 +172,76 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Largest abs logit error over the demo prompts' last positions, and the
+/// prompts whose argmax moved although the reference's lead was clear.
+fn demo_error(options: &LoadOptions) -> (f32, Vec<String>) {
+    let reference = reference();
+    let dir = tempfile::tempdir().unwrap();
+    mistralrs_core::demo::write_demo_model(dir.path()).unwrap();
+    let mut worst = 0f32;
+    let mut moved = Vec::new();
+    for prompt in reference["demo"]["prompts"].as_array().unwrap() {
+        let want = floats(&prompt["last_logits"]);
+        let mut runner = Runner::new(load_decoder(dir.path(), options).unwrap());
+        let got = runner.feed(&ids(&prompt["ids"]));
+        worst = worst.max(max_abs_diff(&got, &want));
+        let best = argmax(&want);
+        let runner_up = want
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != best as usize)
+            .map(|(_, &x)| x)
+            .fold(f32::MIN, f32::max);
+        if argmax(&got) != best && want[best as usize] - runner_up > 0.1 {
+            moved.push(prompt["text"].as_str().unwrap().to_owned());
+        }
+    }
+    (worst, moved)
+}
+
+#[test]
+fn half_precision_weights_stay_close_to_transformers() {
+    for dtype in [FloatType::F16, FloatType::Bf16] {
+        let (err, moved) = demo_error(&LoadOptions::with_dtype(dtype));
+        eprintln!("--dtype {dtype}: max abs logit error {err:.2e}");
+        assert!(moved.is_empty(), "{dtype}: argmax moved for {moved:?}");
+        assert!(
+            err > 0.0,
+            "{dtype}: no rounding at all: the dtype was not applied"
+        );
+    }
+}
+
+#[test]
+fn in_situ_quantization_stays_close_to_transformers() {
+    let mut errors = Vec::new();
+    for target in [Quantization::Q8_0, Quantization::Q4K, Quantization::Q4_0] {
+        let options = LoadOptions {
+            quantize: Some(target),
+            ..LoadOptions::default()
+        };
+        let (err, moved) = demo_error(&options);
+        eprintln!("--quantize {target}: max abs logit error {err:.2e}");
+        // The demo's random weights give small logit leads: only q8_0 keeps them all.
+        if target == Quantization::Q8_0 {
+            assert!(moved.is_empty(), "{target}: argmax moved for {moved:?}");
+        }
+        errors.push(err);
+    }
+    // The demo's rows (64 wide) are too short for q4_k, which falls back to q5_0:
+    // fewer bits, larger error.
+    let [q8, q5, q4] = errors[..] else {
+        unreachable!()
+    };
+    assert!(
+        q8 > 0.0,
+        "q8_0 changed nothing: the weights were not quantized"
+    );
+    assert!(q8 < 0.25, "q8_0: max abs logit error {q8}");
+    assert!(
+        q8 < q5 && q5 < q4,
+        "errors should grow as bits shrink: q8_0 {q8}, q5_0 {q5}, q4_0 {q4}"
+    );
 }

@@ -26,6 +26,19 @@ pub struct KvCacheShape {
     pub head_dim: usize,
 }
 
+impl KvCacheShape {
+    /// Memory the cache takes with values of `dtype`: keys and values of every
+    /// slot of every layer.
+    pub fn bytes(&self, dtype: DType) -> usize {
+        2 * self.num_layers
+            * self.num_blocks
+            * self.block_size
+            * self.kv_heads
+            * self.head_dim
+            * dtype.size_in_bytes()
+    }
+}
+
 /// Keys and values of all layers.
 #[derive(Debug)]
 pub struct KvCache {
@@ -62,8 +75,9 @@ impl KvCache {
         (k, v)
     }
 
-    /// Writes `k` and `v` (`[n, kv_heads, head_dim]` or `[n, kv_heads * head_dim]`)
-    /// into the slots `slots` (`[n]`, u32) of `layer`.
+    /// Writes `k` and `v` (`[n, kv_heads, head_dim]` or `[n, kv_heads * head_dim]`,
+    /// any float dtype: they are converted to the cache's) into the slots `slots`
+    /// (`[n]`, u32) of `layer`.
     pub fn write(&self, layer: usize, slots: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
         let n = slots.dim(0)?;
         let width = self.shape.kv_heads * self.shape.head_dim;
@@ -72,8 +86,9 @@ impl KvCache {
             .broadcast_as((n, width))?
             .contiguous()?;
         let (kc, vc) = &self.layers[layer];
-        kc.scatter_set(&index, &k.reshape((n, width))?.contiguous()?, 0)?;
-        vc.scatter_set(&index, &v.reshape((n, width))?.contiguous()?, 0)?;
+        let rows = |t: &Tensor| t.reshape((n, width))?.to_dtype(kc.dtype())?.contiguous();
+        kc.scatter_set(&index, &rows(k)?, 0)?;
+        vc.scatter_set(&index, &rows(v)?, 0)?;
         Ok(())
     }
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use mistralrs_core::model::{FloatType, Quantization};
+
 use crate::config::{Config, ModelEntry};
 
 /// An OpenAI-compatible LLM inference server with Prometheus metrics.
@@ -33,8 +35,19 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub max_seqs: Option<usize>,
     /// KV cache blocks (16 tokens each) per model [default: 512].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with = "kv_cache_mem")]
     pub kv_cache_blocks: Option<usize>,
+    /// KV cache size per model as memory, e.g. 512MiB or 2GiB (instead of
+    /// --kv-cache-blocks).
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub kv_cache_mem: Option<bytesize::ByteSize>,
+    /// Type of cached keys and values: f32, f16 or bf16 [default: f16].
+    #[arg(long, global = true, value_name = "TYPE")]
+    pub kv_cache_dtype: Option<FloatType>,
+    /// Threads for the model's matrix work [default: the machine's physical
+    /// cores, or RAYON_NUM_THREADS].
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
     /// error, warn, info, debug or trace [default: info]; RUST_LOG overrides it.
     #[arg(long, global = true)]
     pub log_level: Option<String>,
@@ -57,6 +70,14 @@ pub enum Command {
         /// Name clients use in `model` [default: the model's last path part].
         #[arg(long)]
         name: Option<String>,
+        /// Dtype of dense weights and activations: f32, f16 or bf16 [default:
+        /// f32]; for a GGUF file, dequantizes every tensor to it.
+        #[arg(long, value_name = "TYPE")]
+        dtype: Option<FloatType>,
+        /// Quantize a safetensors checkpoint's projections while loading:
+        /// q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k or q6_k.
+        #[arg(long, value_name = "TYPE")]
+        quantize: Option<Quantization>,
     },
 }
 
@@ -72,16 +93,35 @@ impl Cli {
             .api_keys
             .extend(self.http_mcp_auth_keys.iter().cloned());
         config.max_seqs = self.max_seqs.or(config.max_seqs);
-        config.kv_cache_blocks = self.kv_cache_blocks.or(config.kv_cache_blocks);
+        if self.kv_cache_blocks.is_some() || self.kv_cache_mem.is_some() {
+            config.kv_cache_blocks = self.kv_cache_blocks;
+            config.kv_cache_mem = self.kv_cache_mem;
+        }
+        config.kv_cache_dtype = self.kv_cache_dtype.or(config.kv_cache_dtype);
+        config.threads = self.threads.or(config.threads);
         config.log_level = self.log_level.clone().or(config.log_level);
-        let Command::Run { model, name } = &self.command;
-        let entry = ModelEntry {
+        let Command::Run {
+            model,
+            name,
+            dtype,
+            quantize,
+        } = &self.command;
+        let mut entry = ModelEntry {
             name: name.clone(),
             model: model.clone(),
+            dtype: *dtype,
+            quantize: *quantize,
         };
-        config
+        // The same model in the file: its settings stay unless a flag says otherwise.
+        if let Some(at) = config
             .models
-            .retain(|m| m.model != entry.model || m.name != entry.name);
+            .iter()
+            .position(|m| m.model == entry.model && m.name == entry.name)
+        {
+            let file_entry = config.models.remove(at);
+            entry.dtype = entry.dtype.or(file_entry.dtype);
+            entry.quantize = entry.quantize.or(file_entry.quantize);
+        }
         config.models.insert(0, entry);
         config
     }
@@ -109,15 +149,36 @@ mod tests {
     }
 
     #[test]
+    fn run_flags_override_the_same_model_in_the_file_and_keep_the_rest() {
+        let file = Config::from_toml(
+            "[[models]]\nmodel = \"m\"\nquantize = \"q4_k\"\ndtype = \"bf16\"",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["mistralrs-server", "run", "-m", "m", "--quantize", "q8_0"]);
+        let merged = cli.merge_into(file);
+        assert_eq!(merged.models.len(), 1);
+        assert_eq!(merged.models[0].quantize, Some(Quantization::Q8_0));
+        assert_eq!(merged.models[0].dtype, Some(FloatType::Bf16));
+    }
+
+    #[test]
     fn help_explains_every_flag() {
         use clap::CommandFactory;
-        let help = Cli::command().render_long_help().to_string();
+        let mut command = Cli::command();
+        let mut help = command.render_long_help().to_string();
+        let run = command.find_subcommand_mut("run").unwrap();
+        help.push_str(&run.render_long_help().to_string());
         for flag in [
             "--serve-ip",
             "--port",
             "--config",
             "--max-seqs",
             "--kv-cache-blocks",
+            "--kv-cache-mem",
+            "--kv-cache-dtype",
+            "--threads",
+            "--dtype",
+            "--quantize",
             "--log-level",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mistralrs_core::model::{FloatType, Quantization};
 use mistralrs_mcp::config::{McpClientConfig, ToolForwardingConfig};
 use serde::Deserialize;
 
@@ -20,6 +21,8 @@ const MAX_TIMEOUT_SECS: u64 = 86_400;
 pub const MIN_RATE: f64 = 1.0 / 86_400.0;
 /// Fastest: a billion a second (the limiter counts in nanoseconds).
 pub const MAX_RATE: f64 = 1e9;
+/// Most threads `threads` may ask for.
+pub const MAX_THREADS: usize = 1024;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -33,6 +36,15 @@ pub struct Config {
     pub max_seqs: Option<usize>,
     /// KV cache blocks (16 tokens each) per model. Default 512.
     pub kv_cache_blocks: Option<usize>,
+    /// KV cache size per model as memory (`512MiB`, `2GiB`), turned into
+    /// blocks for each model's shape; instead of `kv_cache_blocks`.
+    pub kv_cache_mem: Option<bytesize::ByteSize>,
+    /// Type of the KV cache's keys and values. Default f16 (half of f32's
+    /// memory, as llama.cpp; attention still computes in f32).
+    pub kv_cache_dtype: Option<FloatType>,
+    /// Threads for the model's matrix work. Default: the machine's physical
+    /// cores (or `RAYON_NUM_THREADS`).
+    pub threads: Option<usize>,
     /// Tokens per engine step (decode plus prefill chunks). Default 512.
     pub max_batch_tokens: Option<usize>,
     /// Requests allowed to wait per model before 503. Default 256.
@@ -172,6 +184,12 @@ pub struct ModelEntry {
     pub name: Option<String>,
     /// A local folder, a model id in the Hugging Face cache, or `demo`.
     pub model: String,
+    /// Dtype of dense weights and activations: f32 (default), f16 or bf16. For
+    /// a GGUF file, dequantizes every tensor to it.
+    pub dtype: Option<FloatType>,
+    /// Quantize a safetensors checkpoint's projections while loading (q4_0,
+    /// q4_k, q8_0, ...).
+    pub quantize: Option<Quantization>,
 }
 
 /// A config file that could not be used.
@@ -239,6 +257,7 @@ impl Config {
         let positive = [
             ("max_seqs", self.max_seqs),
             ("kv_cache_blocks", self.kv_cache_blocks),
+            ("threads", self.threads),
             ("max_batch_tokens", self.max_batch_tokens),
             ("max_body_bytes", self.max_body_bytes),
             ("max_connections_per_ip", self.max_connections_per_ip),
@@ -266,6 +285,14 @@ impl Config {
                     "`{key}` must be at most {MAX_TIMEOUT_SECS} (a day)"
                 ));
             }
+        }
+        if self.kv_cache_blocks.is_some() && self.kv_cache_mem.is_some() {
+            return Err(
+                "`kv_cache_blocks` and `kv_cache_mem` both size the KV cache: give one".into(),
+            );
+        }
+        if self.threads.is_some_and(|n| n > MAX_THREADS) {
+            return Err(format!("`threads` must be at most {MAX_THREADS}"));
         }
         if let Some(level) = &self.log_level
             && !["error", "warn", "info", "debug", "trace"].contains(&level.as_str())

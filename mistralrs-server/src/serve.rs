@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use candle_core::{DType, Device};
+use candle_core::Device;
+use mistralrs_core::model::{FloatType, LoadOptions, ProgressFn};
 use mistralrs_core::{EngineConfig, Router, SchedulerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -32,6 +33,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("settings (config file and flags): {e}"))?;
+    if let Some(threads) = config.threads {
+        use_threads(threads);
+    }
     init_logging(
         config.log_level.as_deref().unwrap_or("info"),
         config.log_payloads,
@@ -47,6 +51,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let result = runtime.block_on(serve(config, Arc::clone(&router)));
     router.shutdown();
     result
+}
+
+/// Sizes candle's thread pools (its matmuls and quantized kernels read these
+/// variables when they first run).
+fn use_threads(threads: usize) {
+    // SAFETY: called from `run` before the runtime, the engines or anything
+    // else starts a thread, so no other thread reads the environment meanwhile.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    }
 }
 
 /// Logs at `level` unless `RUST_LOG` says otherwise. rmcp's session layer is
@@ -65,7 +81,8 @@ fn init_logging(level: &str, log_payloads: bool) {
         .try_init();
 }
 
-/// Loads one model with a progress spinner (shown only on a terminal).
+/// Loads one model with a progress spinner, or a bar while quantizing (shown
+/// only on a terminal).
 fn load_model(router: &Router, entry: &ModelEntry, config: &Config) -> anyhow::Result<()> {
     let name = entry
         .name
@@ -75,19 +92,54 @@ fn load_model(router: &Router, entry: &ModelEntry, config: &Config) -> anyhow::R
         .with_message(format!("loading {name} from {}", entry.model));
     spinner.enable_steady_tick(Duration::from_millis(100));
     let dir = model_source::resolve(&entry.model)?;
-    let loaded = mistralrs_core::model::load(&dir, DType::F32, &Device::Cpu)
+    let progress: Option<ProgressFn> = entry.quantize.map(|target| {
+        let bar = spinner.clone();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("quantizing {name} to {target}"));
+        Arc::new(move |done: usize, total: usize| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }) as ProgressFn
+    });
+    let options = LoadOptions {
+        dtype: entry.dtype,
+        quantize: entry.quantize,
+        device: Device::Cpu,
+        progress,
+    };
+    let loaded = mistralrs_core::model::load(&dir, &options)
         .with_context(|| format!("loading model `{name}` from {}", dir.display()))?;
     let defaults = SchedulerConfig::default();
+    let engine_defaults = EngineConfig::default();
+    let kv_dtype = config.kv_cache_dtype.unwrap_or(FloatType::F16);
+    let num_blocks = match config.kv_cache_mem {
+        Some(mem) => {
+            let block = loaded
+                .model
+                .cache_shape(1, engine_defaults.block_size)
+                .bytes(kv_dtype.dtype());
+            let blocks = (mem.as_u64() / block as u64) as usize;
+            anyhow::ensure!(
+                blocks > 0,
+                "kv_cache_mem {mem} is less than one KV cache block of `{name}` ({})",
+                bytesize::ByteSize::b(block as u64)
+            );
+            blocks
+        }
+        None => config.kv_cache_blocks.unwrap_or(engine_defaults.num_blocks),
+    };
     let engine_config = EngineConfig {
         scheduler: SchedulerConfig {
             max_seqs: config.max_seqs.unwrap_or(defaults.max_seqs),
             max_batch_tokens: config.max_batch_tokens.unwrap_or(defaults.max_batch_tokens),
             max_waiting: config.max_waiting.unwrap_or(defaults.max_waiting),
         },
-        num_blocks: config
-            .kv_cache_blocks
-            .unwrap_or(EngineConfig::default().num_blocks),
-        ..EngineConfig::default()
+        num_blocks,
+        dtype: kv_dtype.dtype(),
+        ..engine_defaults
     };
     let engine = mistralrs_core::start(&name, loaded, engine_config)?;
     spinner.finish_and_clear();

@@ -59,6 +59,46 @@ fn start_up_errors_name_the_problem() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("--kv-cache-blocks"));
 }
 
+#[test]
+fn bad_model_settings_are_start_up_errors() {
+    let refused = |args: &[&str], expected: &[&str]| {
+        let out = run_server(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        for part in expected {
+            assert!(err.contains(part), "{args:?}: {part:?} missing from {err}");
+        }
+    };
+    refused(
+        &["run", "-m", "demo", "--quantize", "q8_1"],
+        &["q8_1", "q4_0, q4_1, q5_0, q5_1, q8_0, q2_k"],
+    );
+    refused(&["run", "-m", "demo", "--dtype", "f8"], &["f8", "f32, f16 or bf16"]);
+    refused(&["--kv-cache-dtype", "int4", "run", "-m", "demo"], &["int4"]);
+    refused(&["--kv-cache-mem", "lots", "run", "-m", "demo"], &["lots"]);
+    refused(
+        &["--port", "0", "--kv-cache-mem", "1KiB", "run", "-m", "demo"],
+        &["less than one KV cache block", "demo"],
+    );
+    refused(
+        &["--kv-cache-mem", "1GiB", "--kv-cache-blocks", "8", "run", "-m", "demo"],
+        &["--kv-cache-mem"],
+    );
+    refused(&["--threads", "0", "run", "-m", "demo"], &["threads"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("both.toml");
+    std::fs::write(&config, "kv_cache_blocks = 8\nkv_cache_mem = \"1GiB\"\n").unwrap();
+    refused(
+        &["--config", config.to_str().unwrap(), "run", "-m", "demo"],
+        &["kv_cache_blocks", "kv_cache_mem"],
+    );
+    std::fs::write(&config, "[[models]]\nmodel = \"demo\"\nquantize = \"q3\"\n").unwrap();
+    refused(
+        &["--config", config.to_str().unwrap(), "run", "-m", "demo"],
+        &["both.toml", "q3"],
+    );
+}
+
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let mut server = Server::start(&[]);

@@ -78,6 +78,45 @@ async fn smollm2_answers_and_concurrent_streams_match_single_ones() {
     }
 }
 
+/// Requantized to q8_0, a bf16 cache sized as memory, one thread: still Paris,
+/// and the cache holds as many blocks as the memory allows.
+#[tokio::test]
+async fn smollm2_requantized_with_a_cache_sized_in_memory() {
+    let server = Server::start_model(
+        "smollm2",
+        &[
+            "--quantize",
+            "q8_0",
+            "--kv-cache-dtype",
+            "bf16",
+            "--kv-cache-mem",
+            "16MiB",
+            "--threads",
+            "1",
+        ],
+    );
+    let (status, answer) = post(
+        &server,
+        "/v1/chat/completions",
+        &chat(
+            "You are a helpful assistant.",
+            "What is the capital of France?",
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(text(&answer).contains("Paris"), "{answer}");
+    // SmolLM2-135M: 30 layers, 3 KV heads of 64; keys and values, 16 slots a
+    // block, 2 bytes a value.
+    let block_bytes = 2 * 30 * 16 * 3 * 64 * 2;
+    let health = server.health().await;
+    assert_eq!(
+        health["models"][0]["kv_cache_blocks_total"],
+        (16 << 20) / block_bytes,
+        "{health}"
+    );
+}
+
 #[test]
 fn a_known_model_not_yet_downloaded_names_the_command() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mistralrs-server"))

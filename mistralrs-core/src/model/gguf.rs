@@ -10,7 +10,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Device;
 use candle_core::quantized::gguf_file::Value;
 use serde_json::json;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -21,10 +20,11 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
 
-use super::LoadedModel;
 use super::config::ModelConfig;
 use super::llama::Llama;
+use super::quantize::Quantizer;
 use super::weights::{Gguf, open_gguf};
+use super::{FloatType, LoadOptions, LoadedModel};
 use crate::chat_template::ChatTemplate;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -219,8 +219,8 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
     }
 }
 
-/// Loads the GGUF file at `path` on `device`.
-pub(crate) fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
+/// Loads the GGUF file at `path` as `options` say.
+pub(crate) fn load(path: &Path, options: &LoadOptions) -> Result<LoadedModel> {
     let (content, file) = open_gguf(path)?;
     let meta = Metadata {
         path,
@@ -265,11 +265,14 @@ pub(crate) fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
         path: path.to_path_buf(),
         content,
         file: RefCell::new(file),
-        device: device.clone(),
+        device: options.device.clone(),
+        dense_dtype: options.dtype.map(FloatType::dtype),
+        quantizer: Quantizer::for_model(options, &cfg),
         // llama.cpp permutes q/k rows of llama models only.
         permuted_heads: (arch == "llama").then(|| (cfg.num_attention_heads, cfg.kv_heads())),
     };
     let model = Llama::load(&source, &cfg)?;
+    Quantizer::log_summary(&source.quantizer);
     Ok(LoadedModel {
         model,
         tokenizer,

@@ -2,9 +2,11 @@
 //! tokenizer, chat template, generation defaults) or a GGUF file (`gguf`).
 
 mod config;
+mod float_type;
 mod gguf;
 mod input;
 mod llama;
+mod quantize;
 mod rope;
 mod weights;
 
@@ -15,8 +17,10 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 pub use config::{ModelConfig, RopeParameters, TokenIds};
+pub use float_type::FloatType;
 pub use input::{BatchInput, SeqChunk};
 pub use llama::Llama;
+pub use quantize::{ProgressFn, Quantization};
 pub use weights::supported_types as supported_gguf_types;
 
 use crate::chat_template::ChatTemplate;
@@ -36,6 +40,52 @@ pub struct LoadedModel {
     pub eos_token_ids: Vec<u32>,
     /// The folder it came from.
     pub path: PathBuf,
+}
+
+/// How a model's weights are loaded.
+#[derive(Clone)]
+pub struct LoadOptions {
+    /// Dtype of the dense weights and of the activations. Safetensors: f32 when
+    /// `None`. GGUF: `None` keeps projections quantized (the rest in f32); a
+    /// dtype dequantizes every tensor to it, as transformers does with GGUF.
+    pub dtype: Option<FloatType>,
+    /// Quantize a safetensors checkpoint's projections while loading.
+    pub quantize: Option<Quantization>,
+    /// Where tensors live.
+    pub device: Device,
+    /// Told `(done, total)` as projections are quantized.
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            dtype: None,
+            quantize: None,
+            device: Device::Cpu,
+            progress: None,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Dense weights in `dtype`, nothing quantized, on the CPU.
+    pub fn with_dtype(dtype: FloatType) -> Self {
+        Self {
+            dtype: Some(dtype),
+            ..Self::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("dtype", &self.dtype)
+            .field("quantize", &self.quantize)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `generation_config.json`: only what changes when generation stops.
@@ -81,7 +131,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Loads only the decoder of the model folder `dir` (config and weights).
-pub fn load_decoder(dir: &Path, dtype: DType, device: &Device) -> Result<Llama> {
+pub fn load_decoder(dir: &Path, options: &LoadOptions) -> Result<Llama> {
     let config_path = dir.join("config.json");
     if !config_path.exists() {
         return Err(Error::files(dir, "no config.json"));
@@ -96,15 +146,20 @@ pub fn load_decoder(dir: &Path, dtype: DType, device: &Device) -> Result<Llama> 
             ));
         }
     }
+    let dtype = options.dtype.map_or(DType::F32, FloatType::dtype);
     // SAFETY: the files are memory-mapped read-only; like every mmap-based loader,
     // this assumes nobody truncates them while the model is served.
     #[allow(unsafe_code)]
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, &options.device)? };
     let source = weights::Safetensors {
         vb,
         tie_word_embeddings: cfg.tie_word_embeddings,
+        quantizer: quantize::Quantizer::for_model(options, &cfg),
     };
-    Llama::load(&source, &cfg).map_err(|e| Error::files(dir, format!("weights: {e}")))
+    let model =
+        Llama::load(&source, &cfg).map_err(|e| Error::files(dir, format!("weights: {e}")))?;
+    quantize::Quantizer::log_summary(&source.quantizer);
+    Ok(model)
 }
 
 /// What a model path holds.
@@ -150,15 +205,14 @@ fn model_files(path: &Path) -> Result<ModelFiles> {
     }
 }
 
-/// Loads the model at `path` (a folder or a GGUF file) with weights in
-/// `dtype` on `device` (GGUF projections stay quantized; the rest runs in f32).
-pub fn load(path: &Path, dtype: DType, device: &Device) -> Result<LoadedModel> {
+/// Loads the model at `path` (a folder or a GGUF file) as `options` say.
+pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedModel> {
     let dir = match model_files(path)? {
-        ModelFiles::Gguf(file) => return gguf::load(&file, device),
+        ModelFiles::Gguf(file) => return gguf::load(&file, options),
         ModelFiles::Folder(dir) => dir,
     };
     let dir = dir.as_path();
-    let model = load_decoder(dir, dtype, device)?;
+    let model = load_decoder(dir, options)?;
     let cfg = model.config().clone();
     let tokenizer = Tokenizer::from_folder(dir)?;
     let chat_template = ChatTemplate::from_folder(dir, &tokenizer)?;

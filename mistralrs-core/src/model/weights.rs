@@ -1,7 +1,9 @@
 //! Where a decoder's tensors come from, asked for by their Hugging Face names:
-//! a safetensors checkpoint (dense, in the requested dtype) or a GGUF file
-//! (projections kept quantized and run as quantized matmuls; embeddings and
-//! norms dequantized to f32). The decoder (`llama.rs`) does not know which.
+//! a safetensors checkpoint (dense, in the requested dtype, projections
+//! optionally quantized as they load) or a GGUF file (projections kept quantized
+//! and run as quantized matmuls, embeddings and norms dequantized to f32; or
+//! everything dequantized to a requested dtype). The decoder (`llama.rs`) does
+//! not know which.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -11,6 +13,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor, gguf_file};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
+use super::quantize::Quantizer;
 use crate::{Error, Result};
 
 /// A projection `x W^T (+ b)`: dense, or quantized.
@@ -18,7 +21,7 @@ use crate::{Error, Result};
 pub(crate) enum Projection {
     /// A dense weight (safetensors).
     Dense(Linear),
-    /// A quantized weight (GGUF) with an optional f32 bias.
+    /// A quantized weight (GGUF or in-situ quantized) with an optional f32 bias.
     Quantized {
         /// The weight, `[out, in]`.
         weight: QMatMul,
@@ -28,17 +31,18 @@ pub(crate) enum Projection {
 }
 
 impl Projection {
-    /// `x` is `[tokens, in]`; quantized matmuls need it contiguous (candle's
-    /// quantized kernels read rows in place).
+    /// `x` is `[tokens, in]`; quantized matmuls take it in f32 and contiguous
+    /// (candle's quantized kernels read rows in place), and give back `x`'s dtype.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(linear) => Ok(linear.forward(x)?),
             Self::Quantized { weight, bias } => {
-                let y = weight.forward(&x.contiguous()?)?;
-                match bias {
-                    Some(bias) => Ok(y.broadcast_add(bias)?),
-                    None => Ok(y),
-                }
+                let y = weight.forward(&x.to_dtype(DType::F32)?.contiguous()?)?;
+                let y = match bias {
+                    Some(bias) => y.broadcast_add(bias)?,
+                    None => y,
+                };
+                Ok(y.to_dtype(x.dtype())?)
             }
         }
     }
@@ -71,6 +75,8 @@ pub(crate) trait WeightSource {
 pub(crate) struct Safetensors<'a> {
     pub(crate) vb: VarBuilder<'a>,
     pub(crate) tie_word_embeddings: bool,
+    /// Quantizes the projections as they load (`--quantize`).
+    pub(crate) quantizer: Option<Quantizer>,
 }
 
 impl WeightSource for Safetensors<'_> {
@@ -82,7 +88,16 @@ impl WeightSource for Safetensors<'_> {
         bias: bool,
     ) -> Result<Projection> {
         let linear = candle_nn::linear_b(in_dim, out_dim, bias, self.vb.pp(name))?;
-        Ok(Projection::Dense(linear))
+        let Some(quantizer) = &self.quantizer else {
+            return Ok(Projection::Dense(linear));
+        };
+        match quantizer.quantize(linear.weight())? {
+            Some(weight) => Ok(Projection::Quantized {
+                weight: QMatMul::from_qtensor(weight)?,
+                bias: linear.bias().map(|b| b.to_dtype(DType::F32)).transpose()?,
+            }),
+            None => Ok(Projection::Dense(linear)),
+        }
     }
 
     fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<Embedding> {
@@ -140,6 +155,11 @@ pub(crate) struct Gguf {
     pub(crate) device: Device,
     /// Query and key heads when q/k rows are permuted (llama); `None` otherwise.
     pub(crate) permuted_heads: Option<(usize, usize)>,
+    /// Every tensor dequantized to this dtype (`--dtype`), projections included
+    /// unless requantized; `None` keeps projections as stored and the rest in f32.
+    pub(crate) dense_dtype: Option<DType>,
+    /// Requantizes the projections to another type (`--quantize`).
+    pub(crate) quantizer: Option<Quantizer>,
 }
 
 /// The GGUF name of a Hugging Face tensor name (without `.weight`/`.bias`).
@@ -210,7 +230,37 @@ impl Gguf {
         Ok(self
             .shaped(name, dims)?
             .dequantize(&self.device)?
-            .to_dtype(DType::F32)?)
+            .to_dtype(self.dtype())?)
+    }
+
+    /// A stored weight as a projection: requantized, dequantized to the
+    /// requested dtype, or run as stored.
+    fn project(&self, weight: QTensor, bias: Option<Tensor>) -> Result<Projection> {
+        let quantized = |weight| {
+            Ok(Projection::Quantized {
+                weight: QMatMul::from_qtensor(weight)?,
+                bias: bias.as_ref().map(|b| b.to_dtype(DType::F32)).transpose()?,
+            })
+        };
+        let dense = |weight: Tensor| -> Result<Projection> {
+            let weight = weight.to_dtype(self.dtype())?;
+            let bias = bias
+                .as_ref()
+                .map(|b| b.to_dtype(self.dtype()))
+                .transpose()?;
+            Ok(Projection::Dense(Linear::new(weight, bias)))
+        };
+        match (&self.quantizer, self.dense_dtype) {
+            (Some(quantizer), _) => {
+                let weight = weight.dequantize(&self.device)?;
+                match quantizer.quantize(&weight)? {
+                    Some(requantized) => quantized(requantized),
+                    None => dense(weight),
+                }
+            }
+            (None, Some(_)) => dense(weight.dequantize(&self.device)?),
+            (None, None) => quantized(weight),
+        }
     }
 
     /// Undoes llama.cpp's q/k row permutation for `heads` heads.
@@ -266,10 +316,7 @@ impl WeightSource for Gguf {
         } else {
             None
         };
-        Ok(Projection::Quantized {
-            weight: QMatMul::from_qtensor(weight)?,
-            bias,
-        })
+        self.project(weight, bias)
     }
 
     fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<Embedding> {
@@ -290,14 +337,21 @@ impl WeightSource for Gguf {
             "token_embd.weight"
         };
         let weight = self.shaped(name, &[vocab, hidden])?;
-        Ok(Projection::Quantized {
-            weight: QMatMul::from_qtensor(weight)?,
-            bias: None,
-        })
+        // Only the layers are requantized, as with safetensors.
+        match self.dense_dtype {
+            Some(dtype) => Ok(Projection::Dense(Linear::new(
+                weight.dequantize(&self.device)?.to_dtype(dtype)?,
+                None,
+            ))),
+            None => Ok(Projection::Quantized {
+                weight: QMatMul::from_qtensor(weight)?,
+                bias: None,
+            }),
+        }
     }
 
     fn dtype(&self) -> DType {
-        DType::F32
+        self.dense_dtype.unwrap_or(DType::F32)
     }
 
     fn device(&self) -> &Device {

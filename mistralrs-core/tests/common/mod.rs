@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
-use mistralrs_core::model::{BatchInput, Llama, SeqChunk};
+use mistralrs_core::model::{BatchInput, FloatType, Llama, LoadOptions, SeqChunk};
 use mistralrs_core::request::{Prompt, Request};
 use mistralrs_core::{EngineConfig, EngineHandle, SchedulerConfig};
 use mistralrs_paged_attn::{BlockManager, KvCache};
@@ -25,7 +25,7 @@ pub fn demo_dir() -> PathBuf {
 
 /// An engine on the demo model with `num_blocks` blocks of 16 and `max_seqs`.
 pub fn engine(name: &str, num_blocks: usize, max_seqs: usize) -> EngineHandle {
-    engine_with(name, num_blocks, max_seqs, 256, DType::F32)
+    engine_with(name, num_blocks, max_seqs, 256, FloatType::F32)
 }
 
 /// An engine with every knob the tests turn.
@@ -34,9 +34,10 @@ pub fn engine_with(
     num_blocks: usize,
     max_seqs: usize,
     max_batch_tokens: usize,
-    dtype: DType,
+    dtype: FloatType,
 ) -> EngineHandle {
-    let loaded = mistralrs_core::model::load(&demo_dir(), dtype, &Device::Cpu).expect("load demo");
+    let loaded = mistralrs_core::model::load(&demo_dir(), &LoadOptions::with_dtype(dtype))
+        .expect("load demo");
     let config = EngineConfig {
         scheduler: SchedulerConfig {
             max_seqs,
@@ -44,7 +45,7 @@ pub fn engine_with(
             max_waiting: 64,
         },
         num_blocks,
-        dtype,
+        dtype: dtype.dtype(),
         ..EngineConfig::default()
     };
     mistralrs_core::start(name, loaded, config).expect("engine")
@@ -99,8 +100,13 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(model: Llama) -> Self {
+        Self::with_cache_dtype(model, DType::F32)
+    }
+
+    /// A runner whose KV cache holds `dtype` values.
+    pub fn with_cache_dtype(model: Llama, dtype: DType) -> Self {
         let shape = model.cache_shape(128, 4);
-        let cache = KvCache::new(shape, DType::F32, &Device::Cpu).unwrap();
+        let cache = KvCache::new(shape, dtype, &Device::Cpu).unwrap();
         let blocks = BlockManager::new(128, 4);
         Self {
             model,

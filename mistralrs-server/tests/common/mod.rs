@@ -44,7 +44,7 @@ impl Server {
         (server, logs)
     }
 
-    /// `mistralrs-server --port 0 <extra> run -m <model>`.
+    /// `mistralrs-server --port 0 run -m <model> <extra>`.
     pub fn start_model(model: &str, extra: &[&str]) -> Self {
         Self::spawn_model(model, extra, None, &[], None)
     }
@@ -73,8 +73,9 @@ impl Server {
             args.extend(["--config".into(), path.display().to_string()]);
             dir
         });
-        args.extend(extra.iter().map(|s| s.to_string()));
+        // After `run`: the global flags work there too, and so do `run`'s own.
         args.extend(["run".into(), "-m".into(), model.into()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_mistralrs-server"));
         command
             .args(&args)

@@ -150,10 +150,9 @@ mod tests {
 
     #[test]
     fn run_flags_override_the_same_model_in_the_file_and_keep_the_rest() {
-        let file = Config::from_toml(
-            "[[models]]\nmodel = \"m\"\nquantize = \"q4_k\"\ndtype = \"bf16\"",
-        )
-        .unwrap();
+        let file =
+            Config::from_toml("[[models]]\nmodel = \"m\"\nquantize = \"q4_k\"\ndtype = \"bf16\"")
+                .unwrap();
         let cli = Cli::parse_from(["mistralrs-server", "run", "-m", "m", "--quantize", "q8_0"]);
         let merged = cli.merge_into(file);
         assert_eq!(merged.models.len(), 1);

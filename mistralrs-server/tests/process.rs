@@ -73,15 +73,29 @@ fn bad_model_settings_are_start_up_errors() {
         &["run", "-m", "demo", "--quantize", "q8_1"],
         &["q8_1", "q4_0, q4_1, q5_0, q5_1, q8_0, q2_k"],
     );
-    refused(&["run", "-m", "demo", "--dtype", "f8"], &["f8", "f32, f16 or bf16"]);
-    refused(&["--kv-cache-dtype", "int4", "run", "-m", "demo"], &["int4"]);
+    refused(
+        &["run", "-m", "demo", "--dtype", "f8"],
+        &["f8", "f32, f16 or bf16"],
+    );
+    refused(
+        &["--kv-cache-dtype", "int4", "run", "-m", "demo"],
+        &["int4"],
+    );
     refused(&["--kv-cache-mem", "lots", "run", "-m", "demo"], &["lots"]);
     refused(
         &["--port", "0", "--kv-cache-mem", "1KiB", "run", "-m", "demo"],
         &["less than one KV cache block", "demo"],
     );
     refused(
-        &["--kv-cache-mem", "1GiB", "--kv-cache-blocks", "8", "run", "-m", "demo"],
+        &[
+            "--kv-cache-mem",
+            "1GiB",
+            "--kv-cache-blocks",
+            "8",
+            "run",
+            "-m",
+            "demo",
+        ],
         &["--kv-cache-mem"],
     );
     refused(&["--threads", "0", "run", "-m", "demo"], &["threads"]);

@@ -7,6 +7,12 @@ mod common;
 use common::{Server, post};
 use serde_json::{Value, json};
 
+/// A system message under which SmolLM2's greedy answer leads clearly at every
+/// token (by 0.8 nats or more). Under "You are a helpful assistant." its first
+/// token is a coin flip between "La" and "The" (0.007 apart), which rounding
+/// alone decides.
+const PARIS_SYSTEM: &str = "Answer in one short English sentence.";
+
 fn chat(system: &str, user: &str) -> Value {
     json!({"model": "smollm2", "temperature": 0, "max_tokens": 24, "messages": [
         {"role": "system", "content": system}, {"role": "user", "content": user}]})
@@ -25,10 +31,7 @@ async fn smollm2_answers_and_concurrent_streams_match_single_ones() {
     let (status, answer) = post(
         &server,
         "/v1/chat/completions",
-        &chat(
-            "You are a helpful assistant.",
-            "What is the capital of France?",
-        ),
+        &chat(PARIS_SYSTEM, "What is the capital of France?"),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
@@ -98,10 +101,7 @@ async fn smollm2_requantized_with_a_cache_sized_in_memory() {
     let (status, answer) = post(
         &server,
         "/v1/chat/completions",
-        &chat(
-            "You are a helpful assistant.",
-            "What is the capital of France?",
-        ),
+        &chat(PARIS_SYSTEM, "What is the capital of France?"),
     )
     .await;
     assert_eq!(status, 200, "{answer}");

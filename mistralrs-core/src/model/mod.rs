@@ -6,6 +6,7 @@ mod float_type;
 mod gguf;
 mod input;
 mod llama;
+mod q4_1;
 mod quantize;
 mod rope;
 mod weights;

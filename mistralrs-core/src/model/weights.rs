@@ -13,6 +13,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor, gguf_file};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
+use super::q4_1::Q4_1Matrix;
 use super::quantize::Quantizer;
 use crate::{Error, Result};
 
@@ -24,10 +25,38 @@ pub(crate) enum Projection {
     /// A quantized weight (GGUF or in-situ quantized) with an optional f32 bias.
     Quantized {
         /// The weight, `[out, in]`.
-        weight: QMatMul,
+        weight: QuantizedWeight,
         /// The bias, `[out]`.
         bias: Option<Tensor>,
     },
+}
+
+/// A quantized `[out, in]` weight and the kernel that multiplies by it.
+#[derive(Debug, Clone)]
+pub(crate) enum QuantizedWeight {
+    /// candle's quantized matmul.
+    Candle(QMatMul),
+    /// Q4_1 on the CPU: our vectorized kernel (candle's is scalar there).
+    Q4_1(Q4_1Matrix),
+}
+
+impl QuantizedWeight {
+    /// The kernel for `tensor`'s type and device.
+    pub(crate) fn new(tensor: QTensor) -> Result<Self> {
+        let rows_fit = tensor.shape().dims2().is_ok_and(|(_, cols)| cols % 64 == 0);
+        if tensor.dtype() == GgmlDType::Q4_1 && tensor.device().is_cpu() && rows_fit {
+            return Ok(Self::Q4_1(Q4_1Matrix::new(&tensor)?));
+        }
+        Ok(Self::Candle(QMatMul::from_qtensor(tensor)?))
+    }
+
+    /// `x W^T` for `x` `[tokens, in]` in f32, contiguous.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Candle(matmul) => Ok(matmul.forward(x)?),
+            Self::Q4_1(matrix) => matrix.forward(x),
+        }
+    }
 }
 
 impl Projection {
@@ -93,7 +122,7 @@ impl WeightSource for Safetensors<'_> {
         };
         match quantizer.quantize(linear.weight())? {
             Some(weight) => Ok(Projection::Quantized {
-                weight: QMatMul::from_qtensor(weight)?,
+                weight: QuantizedWeight::new(weight)?,
                 bias: linear.bias().map(|b| b.to_dtype(DType::F32)).transpose()?,
             }),
             None => Ok(Projection::Dense(linear)),
@@ -238,7 +267,7 @@ impl Gguf {
     fn project(&self, weight: QTensor, bias: Option<Tensor>) -> Result<Projection> {
         let quantized = |weight| {
             Ok(Projection::Quantized {
-                weight: QMatMul::from_qtensor(weight)?,
+                weight: QuantizedWeight::new(weight)?,
                 bias: bias.as_ref().map(|b| b.to_dtype(DType::F32)).transpose()?,
             })
         };
@@ -344,7 +373,7 @@ impl WeightSource for Gguf {
                 None,
             ))),
             None => Ok(Projection::Quantized {
-                weight: QMatMul::from_qtensor(weight)?,
+                weight: QuantizedWeight::new(weight)?,
                 bias: None,
             }),
         }

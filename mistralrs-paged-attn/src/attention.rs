@@ -102,9 +102,10 @@ fn causal_mask(
 ///   `i * max_ctx..`, padded with any valid slot (masked out).
 /// - `context_lens`: each sequence's context length (its slots that count).
 ///
-/// [`paged_attention`] per sequence with one query each: bit for bit what the
-/// sequence would get alone, whatever else is in the batch. Returns
-/// `[n, heads * head_dim]`.
+/// On the CPU, a kernel reads the keys and values where they lie in the cache
+/// (`cpu_decode`); elsewhere, [`paged_attention`] runs per sequence with one
+/// query each. Either way a sequence gets what it would get alone, whatever
+/// else is in the batch. Returns `[n, heads * head_dim]`.
 pub fn paged_attention_decode(
     q: &Tensor,
     k_cache: &Tensor,
@@ -114,6 +115,11 @@ pub fn paged_attention_decode(
     scale: f64,
     window: Option<usize>,
 ) -> Result<Tensor> {
+    if let Some(out) =
+        crate::cpu_decode::decode_in_place(q, k_cache, v_cache, slots, context_lens, scale, window)?
+    {
+        return Ok(out);
+    }
     let n = q.dim(0)?;
     let max_ctx = slots.dim(0)? / n.max(1);
     // Each sequence through the very computation a lone sequence gets: padding

@@ -13,6 +13,7 @@
 
 mod attention;
 mod block_manager;
+mod cpu_decode;
 mod error;
 mod kv_cache;
 

@@ -149,6 +149,14 @@ fn copy_blocks_duplicates_every_layer() {
 
 #[test]
 fn batched_decode_matches_per_sequence_attention() {
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        batched_decode_matches_per_sequence_attention_in(dtype);
+    }
+}
+
+/// The decode kernel, reading a `dtype` cache in place, against the gathering
+/// path one sequence at a time.
+fn batched_decode_matches_per_sequence_attention_in(dtype: DType) {
     let dev = Device::Cpu;
     let (heads, kvh, d, bs) = (4, 2, 8, 4);
     let shape = KvCacheShape {
@@ -158,7 +166,7 @@ fn batched_decode_matches_per_sequence_attention() {
         kv_heads: kvh,
         head_dim: d,
     };
-    let cache = KvCache::new(shape, DType::F32, &dev).unwrap();
+    let cache = KvCache::new(shape, dtype, &dev).unwrap();
     let mut blocks = BlockManager::new(16, bs);
     let lens = [3usize, 9, 6];
     let mut all_slots = Vec::new();
@@ -201,7 +209,10 @@ fn batched_decode_matches_per_sequence_attention() {
             )
             .unwrap();
             let err = max_abs_diff(&batched.narrow(0, i, 1).unwrap(), &one);
-            assert!(err < 1e-5, "sequence {i}, window {window:?}: {err}");
+            assert!(
+                err < 1e-5,
+                "{dtype:?}, sequence {i}, window {window:?}: {err}"
+            );
         }
     }
 }

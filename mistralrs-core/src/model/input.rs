@@ -32,7 +32,7 @@ pub(crate) struct SeqSpan {
 }
 
 /// The decode-only sequences of a batch (one new token each), whose attention
-/// runs as one padded batch.
+/// runs in one call (the decode kernel).
 #[derive(Debug, Clone)]
 pub(crate) struct DecodeBatch {
     /// Indices into `spans` of the sequences in the batch.
@@ -46,12 +46,12 @@ pub(crate) struct DecodeBatch {
 }
 
 impl DecodeBatch {
-    /// Batches the single-token chunks, when there are at least two.
+    /// Batches the single-token chunks, when there are any.
     fn new(chunks: &[SeqChunk<'_>], offsets: &[usize], device: &Device) -> Result<Option<Self>> {
         let spans: Vec<usize> = (0..chunks.len())
             .filter(|&i| chunks[i].tokens.len() == 1)
             .collect();
-        if spans.len() < 2 {
+        if spans.is_empty() {
             return Ok(None);
         }
         let max_ctx = spans

@@ -314,6 +314,24 @@ mod tests {
     }
 
     #[test]
+    fn a_tokens_result_does_not_depend_on_the_tokens_beside_it() {
+        let (rows, cols) = (130, 128);
+        let w = Tensor::from_vec(random(rows * cols, 3), (rows, cols), &Device::Cpu).unwrap();
+        let ours = Q4_1Matrix::new(&QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
+        let tokens = 6;
+        let x = Tensor::from_vec(random(tokens * cols, 11), (tokens, cols), &Device::Cpu).unwrap();
+        let together: Vec<Vec<f32>> = ours.forward(&x).unwrap().to_vec2().unwrap();
+        for (t, together) in together.iter().enumerate() {
+            let alone: Vec<Vec<f32>> = ours
+                .forward(&x.narrow(0, t, 1).unwrap())
+                .unwrap()
+                .to_vec2()
+                .unwrap();
+            assert_eq!(&alone[0], together, "token {t}");
+        }
+    }
+
+    #[test]
     fn other_types_and_shapes_are_refused() {
         let w = Tensor::zeros((4, 64), DType::F32, &Device::Cpu).unwrap();
         let q8 = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();

@@ -365,3 +365,51 @@ fn broken_gguf_files_are_errors_that_name_file_and_problem() {
     let err = load_error(empty.path());
     assert!(err.contains("neither"), "{err}");
 }
+
+/// The engine's f32 conversion of the GGUF (`--dtype f32`: every tensor
+/// dequantized) against transformers' conversion of the same file
+/// (`scripts/make_gguf_transformers_reference.py`): every logit within 1e-3.
+#[test]
+fn f32_conversion_matches_transformers() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2_f32_transformers.json");
+    let reference: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let model_path = model_path();
+    let digest = format!("{:x}", Sha256::digest(std::fs::read(&model_path).unwrap()));
+    assert_eq!(
+        digest, reference["sha256"],
+        "the fixture was made from another file"
+    );
+    let model = mistralrs_core::model::load(&model_path, &LoadOptions::with_dtype(FloatType::F32))
+        .unwrap()
+        .model;
+    let mut runner = Runner::new(model);
+    let ids = ids(&reference["ids"]);
+    let mut fed = 0;
+    let mut worst = 0f32;
+    for (p, want) in reference["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(reference["logits"].as_array().unwrap())
+    {
+        let p = p.as_u64().unwrap() as usize;
+        let got = runner.feed(&ids[fed..=p]);
+        fed = p + 1;
+        let want: Vec<f32> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(got.len(), want.len());
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!("position {p}: max abs logit error {err:.2e}");
+        worst = worst.max(err);
+    }
+    assert!(worst < 1e-3, "max abs logit error {worst}");
+}

@@ -12,7 +12,9 @@
 # (PyPI mistralrs 0.9.5, in a venv under target/), transformers-f32 (when
 # RACE_TRANSFORMERS_PYTHON names a Python with torch and transformers; they
 # are too large to install here). Writes load-tests/results/model-race.jsonl
-# (every run), model-race.json (medians) and model-race.png (chart).
+# (every run), model-race.json (medians) and model-race.png (chart), or into
+# RACE_RESULTS; RACE_SERVER names a server binary to use instead of building
+# the release one. A system that fails is recorded as failing, not retried.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -20,17 +22,21 @@ max_tokens=${2:-128}
 systems=${RACE_SYSTEMS:-ours-q4_1 ours-q4_1-1thread ours-f32 llama.cpp mistralrs-gguf}
 race=load-tests/model-race
 model=$(scripts/get-model smollm2)
-results=load-tests/results
+results=${RACE_RESULTS:-load-tests/results}
+server=${RACE_SERVER:-target/release/mistralrs-server}
 mkdir -p "$results"
 : >"$results/model-race.jsonl"
 
 venv=target/race-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet -r "$race/requirements.txt"
+case " $systems " in *" mistralrs-gguf "*)
+  "$venv/bin/pip" install --quiet mistralrs==0.9.5
+esac
 case " $systems " in *" llama.cpp "*)
   [ -d "$race/node_modules/node-llama-cpp" ] || (cd "$race" && npm ci --no-audit --no-fund --loglevel=error)
 esac
-cargo build --release -p mistralrs-server
+[ -n "${RACE_SERVER:-}" ] || cargo build --release -p mistralrs-server
 
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
@@ -40,10 +46,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ours() {
   local port log
   port=$(free_port); log=$(mktemp)
-  RUST_LOG=warn target/release/mistralrs-server --port "$port" "$@" run -m "$model" --name smollm2 >"$log" 2>&1 &
+  RUST_LOG=warn "$server" --port "$port" run -m "$model" --name smollm2 "$@" >"$log" 2>&1 &
   pids+=($!)
   local pid=$!
   for _ in $(seq 1 600); do grep -q "listening on" "$log" && break; sleep 0.1; done
+  grep -q "listening on" "$log" || { cat "$log" >&2; return 1; }
   "$venv/bin/python" "$race/race.py" ours "http://127.0.0.1:$port" "$race/prompts.json" "$max_tokens" "$pid"
   kill "$pid"; wait "$pid" 2>/dev/null || true; rm -f "$log"
 }
@@ -62,7 +69,8 @@ run_system() {
 
 for round in $(seq 1 "$rounds"); do
   for system in $systems; do
-    line=$(run_system "$system" | tail -1)
+    line=$(run_system "$system" | tail -1) || true
+    case "$line" in "{"*) ;; *) line='{"run_error": "failed (see the output above)"}' ;; esac
     echo "round $round $system: $line" >&2
     printf '%s\n' "$line" | "$venv/bin/python" -c \
       "import json,sys; d=json.loads(sys.stdin.read()); d.update(system='$system', round=$round); print(json.dumps(d))" \

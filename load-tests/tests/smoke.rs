@@ -405,3 +405,31 @@ fn load_goes_only_to_loopback() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+/// `model-race.sh` with only this server on SmolLM2 (the debug build, a few
+/// tokens): it runs end to end and its medians are numbers.
+#[test]
+fn model_race_smoke() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let results = tempfile::tempdir().unwrap();
+    let out = Command::new(format!("{root}/load-tests/model-race.sh"))
+        .args(["1", "4"])
+        .env("RACE_SYSTEMS", "ours-q4_1")
+        .env("RACE_SERVER", server_binary())
+        .env("RACE_RESULTS", results.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(results.path().join("model-race.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ours = &summary["ours-q4_1"];
+    for key in ["decode_tok_s", "streams8_tok_s", "ttft_s", "rss_mib"] {
+        assert!(ours[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {ours}");
+    }
+    assert!(results.path().join("model-race.png").exists(), "chart");
+}

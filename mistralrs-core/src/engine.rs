@@ -74,6 +74,11 @@ pub struct ModelInfo {
     pub eos_token_ids: Vec<u32>,
     /// Vocabulary size of the model.
     pub vocab_size: usize,
+    /// Memory the model's weights take.
+    pub weight_bytes: usize,
+    /// Memory the KV cache takes once every block has been used (its pages
+    /// are allocated zeroed and become resident as they are first written).
+    pub kv_cache_bytes: usize,
 }
 
 struct Shared {
@@ -118,11 +123,8 @@ pub fn start(name: &str, loaded: LoadedModel, config: EngineConfig) -> Result<En
         eos_token_ids,
         ..
     } = loaded;
-    let cache = KvCache::new(
-        model.cache_shape(config.num_blocks, config.block_size),
-        config.dtype,
-        &config.device,
-    )?;
+    let cache_shape = model.cache_shape(config.num_blocks, config.block_size);
+    let cache = KvCache::new(cache_shape, config.dtype, &config.device)?;
     let blocks = BlockManager::new(config.num_blocks, config.block_size);
     let (wake, woken) = std::sync::mpsc::sync_channel(1);
     let info = ModelInfo {
@@ -133,9 +135,14 @@ pub fn start(name: &str, loaded: LoadedModel, config: EngineConfig) -> Result<En
         chat_template,
         eos_token_ids,
         vocab_size: model.config().vocab_size,
+        weight_bytes: model.weight_bytes(),
+        kv_cache_bytes: cache_shape.bytes(config.dtype),
     };
+    let model_metrics = metrics().model(name);
+    model_metrics.weight_bytes.set(info.weight_bytes as i64);
+    model_metrics.kv_cache_bytes.set(info.kv_cache_bytes as i64);
     let shared = Arc::new(Shared {
-        metrics: Arc::new(metrics().model(name)),
+        metrics: Arc::new(model_metrics),
         info,
         scheduler: Mutex::new("scheduler", Scheduler::new(config.scheduler, blocks)),
         wake,

@@ -276,6 +276,18 @@ metrics! {
     );
     preemptions: CounterFamily<ModelLabel<'static>> =
         Family::counter("preemptions_total", "Sequences preempted for lack of KV blocks.");
+    weight_bytes: GaugeFamily<ModelLabel<'static>> =
+        Family::gauge("model_weight_bytes", "Memory the model's weights take.");
+    kv_cache_bytes: GaugeFamily<ModelLabel<'static>> = Family::gauge(
+        "kv_cache_bytes",
+        "Memory the KV cache takes once every block has been used.",
+    );
+    /// `process_resident_memory_bytes`: the process's resident memory, read
+    /// from `/proc/self/status` at each scrape (0 where there is no /proc).
+    pub process_resident: IntGauge = int_gauge(
+        "process_resident_memory_bytes",
+        "Resident memory of the server process.",
+    );
     /// `http_mcp_requests_total{method,status}`: MCP endpoint requests by HTTP
     /// method and status.
     pub http_mcp_requests: CounterFamily<McpRequestLabels<'static>> = Family::counter(
@@ -391,11 +403,15 @@ impl Metrics {
             prefix_hits: self.prefix_hits.get(l),
             prefix_queries: self.prefix_queries.get(l),
             preemptions: self.preemptions.get(l),
+            weight_bytes: self.weight_bytes.get(l),
+            kv_cache_bytes: self.kv_cache_bytes.get(l),
         }
     }
 
     /// Every series in the Prometheus text format.
     pub fn render(&self) -> String {
+        self.process_resident
+            .set(resident_memory_bytes().unwrap_or(0) as i64);
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!("encoding metrics: {e}");
@@ -419,6 +435,17 @@ pub struct ModelMetrics {
     pub(crate) prefix_hits: IntCounter,
     pub(crate) prefix_queries: IntCounter,
     pub(crate) preemptions: IntCounter,
+    pub(crate) weight_bytes: IntGauge,
+    pub(crate) kv_cache_bytes: IntGauge,
+}
+
+/// The process's resident memory (`VmRSS` of `/proc/self/status`), where
+/// there is a /proc.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);

@@ -63,6 +63,10 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
                 "kv_cache_blocks_total": stats.blocks.total,
                 "prefix_cache_hits": stats.blocks.prefix_hits,
                 "preemptions": stats.preemptions,
+                "memory": {
+                    "weights_bytes": engine.info().weight_bytes,
+                    "kv_cache_bytes": engine.info().kv_cache_bytes,
+                },
             })
         })
         .collect();
@@ -71,5 +75,18 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         .as_ref()
         .map(|forwarder| forwarder.health())
         .unwrap_or_default();
-    Json(json!({"status": "ok", "models": models, "mcp_upstreams": upstreams}))
+    // What the models do not account for: runtime, tokenizers, buffers, and
+    // (until their pages are first written) minus the untouched KV blocks.
+    let resident = mistralrs_core::metrics::resident_memory_bytes();
+    let accounted: usize = state
+        .router
+        .engines()
+        .iter()
+        .map(|e| e.info().weight_bytes + e.info().kv_cache_bytes)
+        .sum();
+    let memory = json!({
+        "resident_bytes": resident,
+        "other_bytes": resident.map(|r| (r as i64 - accounted as i64).max(0)),
+    });
+    Json(json!({"status": "ok", "models": models, "memory": memory, "mcp_upstreams": upstreams}))
 }

@@ -117,6 +117,90 @@ async fn smollm2_requantized_with_a_cache_sized_in_memory() {
     );
 }
 
+/// The server's resident memory, from /proc.
+fn rss_bytes(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+/// After a warm-up that writes every KV block, 20 identical rounds leave the
+/// resident memory within 5 % of where the warm-up left it; /health and
+/// /metrics account for it by part.
+#[tokio::test]
+async fn memory_holds_steady_and_is_reported_by_part() {
+    // 32 blocks of 16: 512 slots, filled by the warm-up's distinct prompts.
+    let server = Server::start_model("smollm2", &["--kv-cache-blocks", "32"]);
+    let round = |salt: usize| {
+        let server = &server;
+        async move {
+            let bodies: Vec<Value> = (0..4)
+                .map(|i| {
+                    json!({"model": "smollm2", "temperature": 0, "max_tokens": 16,
+                           "ignore_eos": true, "messages": [{"role": "user",
+                           "content": format!("{salt} {i}: count slowly from one to fifty.")}]})
+                })
+                .collect();
+            for (status, answer) in futures_util::future::join_all(
+                bodies
+                    .iter()
+                    .map(|b| post(server, "/v1/chat/completions", b)),
+            )
+            .await
+            {
+                assert_eq!(status, 200, "{answer}");
+            }
+        }
+    };
+    for salt in 0..12 {
+        round(salt).await;
+    }
+    let health = server.health().await;
+    let free = health["models"][0]["kv_cache_blocks_free"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(free, 32, "every block is free again (cached): {health}");
+    let after_warm_up = rss_bytes(&server);
+    let mut highest = after_warm_up;
+    for _ in 0..20 {
+        round(1000).await;
+        highest = highest.max(rss_bytes(&server));
+    }
+    let growth = highest as f64 / after_warm_up as f64 - 1.0;
+    eprintln!(
+        "RSS after warm-up {} MiB, highest over 20 rounds {} MiB ({:+.1} %)",
+        after_warm_up >> 20,
+        highest >> 20,
+        growth * 100.0
+    );
+    assert!(growth < 0.05, "RSS grew {:.1} %", growth * 100.0);
+
+    let health = server.health().await;
+    let memory = &health["models"][0]["memory"];
+    let weights = memory["weights_bytes"].as_u64().unwrap();
+    let kv = memory["kv_cache_bytes"].as_u64().unwrap();
+    // SmolLM2-135M as Q4_1 (projections 24 bytes per 32 weights in memory)
+    // with f32 embeddings: between 100 and 300 MB.
+    assert!((100 << 20..300 << 20).contains(&weights), "{health}");
+    // 30 layers, 3 KV heads of 64, keys and values, 32 blocks of 16, f16.
+    assert_eq!(kv, 2 * 30 * 3 * 64 * 32 * 16 * 2, "{health}");
+    let resident = health["memory"]["resident_bytes"].as_u64().unwrap();
+    assert!(resident > weights, "{health}");
+    let metrics = server.metrics().await;
+    for series in [
+        format!("mistralrs_model_weight_bytes{{model=\"smollm2\"}} {weights}"),
+        format!("mistralrs_kv_cache_bytes{{model=\"smollm2\"}} {kv}"),
+    ] {
+        assert!(metrics.contains(&series), "{series} missing");
+    }
+    assert!(metrics.contains("mistralrs_process_resident_memory_bytes "));
+}
+
 #[test]
 fn a_known_model_not_yet_downloaded_names_the_command() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mistralrs-server"))

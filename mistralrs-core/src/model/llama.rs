@@ -11,7 +11,7 @@ use mistralrs_paged_attn::{KvCache, KvCacheShape, paged_attention, paged_attenti
 use super::config::ModelConfig;
 use super::input::BatchInput;
 use super::rope::RotaryEmbedding;
-use super::weights::{Projection, WeightSource};
+use super::weights::{Projection, WeightSource, tensor_bytes};
 use crate::Result;
 
 #[derive(Debug)]
@@ -190,6 +190,46 @@ impl Llama {
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
+    }
+
+    /// Memory the weights take (a head tied to the embedding counts once).
+    pub fn weight_bytes(&self) -> usize {
+        let norm = |n: &RmsNorm| tensor_bytes(n.weight());
+        let embed = self.embed_tokens.embeddings();
+        let head_is_embed = self
+            .lm_head
+            .dense_weight()
+            .is_some_and(|w| w.id() == embed.id());
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                let a = &l.self_attn;
+                let m = &l.mlp;
+                [
+                    &a.q_proj,
+                    &a.k_proj,
+                    &a.v_proj,
+                    &a.o_proj,
+                    &m.gate_proj,
+                    &m.up_proj,
+                    &m.down_proj,
+                ]
+                .iter()
+                .map(|p| p.bytes())
+                .sum::<usize>()
+                    + norm(&l.input_layernorm)
+                    + norm(&l.post_attention_layernorm)
+            })
+            .sum();
+        tensor_bytes(embed)
+            + layers
+            + norm(&self.norm)
+            + if head_is_embed {
+                0
+            } else {
+                self.lm_head.bytes()
+            }
     }
 
     /// The KV cache layout this model needs for `num_blocks` blocks.

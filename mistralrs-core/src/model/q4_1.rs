@@ -82,6 +82,11 @@ impl Q4_1Matrix {
         Ok(matrix)
     }
 
+    /// Memory the matrix takes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.scales.len() * 4 + self.mins.len() * 4 + self.nibbles.len() * (BLOCK / 2)
+    }
+
     /// `x W^T`: `x` is `[tokens, cols]` f32, the result `[tokens, rows]` f32.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (tokens, cols) = x.dims2()?;

@@ -50,6 +50,17 @@ impl QuantizedWeight {
         Ok(Self::Candle(QMatMul::from_qtensor(tensor)?))
     }
 
+    /// Memory the weight takes.
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Candle(QMatMul::QTensor(weight)) => weight.storage_size_in_bytes(),
+            Self::Candle(QMatMul::Tensor(weight) | QMatMul::TensorF16(weight)) => {
+                tensor_bytes(weight)
+            }
+            Self::Q4_1(matrix) => matrix.bytes(),
+        }
+    }
+
     /// `x W^T` for `x` `[tokens, in]` in f32, contiguous.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
@@ -59,7 +70,32 @@ impl QuantizedWeight {
     }
 }
 
+/// Memory a dense tensor takes.
+pub(crate) fn tensor_bytes(tensor: &Tensor) -> usize {
+    tensor.elem_count() * tensor.dtype().size_in_bytes()
+}
+
 impl Projection {
+    /// Memory the weight and bias take.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Self::Dense(linear) => {
+                tensor_bytes(linear.weight()) + linear.bias().map_or(0, tensor_bytes)
+            }
+            Self::Quantized { weight, bias } => {
+                weight.bytes() + bias.as_ref().map_or(0, tensor_bytes)
+            }
+        }
+    }
+
+    /// The dense weight, when there is one.
+    pub(crate) fn dense_weight(&self) -> Option<&Tensor> {
+        match self {
+            Self::Dense(linear) => Some(linear.weight()),
+            Self::Quantized { .. } => None,
+        }
+    }
+
     /// `x` is `[tokens, in]`; quantized matmuls take it in f32 and contiguous
     /// (candle's quantized kernels read rows in place), and give back `x`'s dtype.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -62,9 +62,9 @@ pub enum Command {
     /// Serve a model.
     Run {
         /// A GGUF file (or a folder with one), a local Hugging Face style folder, a
-        /// model id in the local Hugging Face cache (e.g. Qwen/Qwen2.5-0.5B-Instruct),
-        /// `smollm2` (after `scripts/get-model smollm2`), or `demo` (a small built-in
-        /// model).
+        /// Hugging Face Hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct: from the local cache,
+        /// else downloaded; HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE apply), `smollm2`
+        /// (after `scripts/get-model smollm2`), or `demo` (a small built-in model).
         #[arg(long, short = 'm')]
         model: String,
         /// Name clients use in `model` [default: the model's last path part].
@@ -78,6 +78,9 @@ pub enum Command {
         /// q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k or q6_k.
         #[arg(long, value_name = "TYPE")]
         quantize: Option<Quantization>,
+        /// For a Hub repo holding several GGUF files: the one to serve.
+        #[arg(long, value_name = "FILE")]
+        gguf_file: Option<String>,
     },
 }
 
@@ -105,12 +108,14 @@ impl Cli {
             name,
             dtype,
             quantize,
+            gguf_file,
         } = &self.command;
         let mut entry = ModelEntry {
             name: name.clone(),
             model: model.clone(),
             dtype: *dtype,
             quantize: *quantize,
+            gguf_file: gguf_file.clone(),
         };
         // The same model in the file: its settings stay unless a flag says otherwise.
         if let Some(at) = config
@@ -121,6 +126,7 @@ impl Cli {
             let file_entry = config.models.remove(at);
             entry.dtype = entry.dtype.or(file_entry.dtype);
             entry.quantize = entry.quantize.or(file_entry.quantize);
+            entry.gguf_file = entry.gguf_file.or(file_entry.gguf_file);
         }
         config.models.insert(0, entry);
         config
@@ -178,6 +184,7 @@ mod tests {
             "--threads",
             "--dtype",
             "--quantize",
+            "--gguf-file",
             "--log-level",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");

@@ -182,7 +182,8 @@ impl HttpMcpConfig {
 pub struct ModelEntry {
     /// Name clients use in `model`; default: the last part of `model`.
     pub name: Option<String>,
-    /// A local folder, a model id in the Hugging Face cache, or `demo`.
+    /// A local folder or GGUF file, a Hugging Face Hub id (`org/name`: from the
+    /// local cache, else downloaded), `smollm2`, or `demo`.
     pub model: String,
     /// Dtype of dense weights and activations: f32 (default), f16 or bf16. For
     /// a GGUF file, dequantizes every tensor to it.
@@ -190,6 +191,8 @@ pub struct ModelEntry {
     /// Quantize a safetensors checkpoint's projections while loading (q4_0,
     /// q4_k, q8_0, ...).
     pub quantize: Option<Quantization>,
+    /// The GGUF file to fetch from a Hub repo holding several.
+    pub gguf_file: Option<String>,
 }
 
 /// A config file that could not be used.

@@ -10,6 +10,7 @@ pub mod http_mcp;
 #[cfg(not(feature = "http-mcp-stream"))]
 #[path = "http_mcp_disabled.rs"]
 pub mod http_mcp;
+pub mod hub;
 pub mod metrics;
 pub mod model_source;
 pub mod openai;

@@ -1,13 +1,16 @@
 //! Where `-m <model>` points: `demo`, a model `scripts/get-model` fetched
-//! (`smollm2`), a local folder or `.gguf` file, or a model id in the local
-//! Hugging Face cache. Nothing is downloaded here.
+//! (`smollm2`), a local folder or `.gguf` file, or a model id on the Hugging
+//! Face Hub (from its local cache, else downloaded: `hub`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-/// The folder holding the model named by `spec`.
-pub fn resolve(spec: &str) -> anyhow::Result<PathBuf> {
+use crate::hub::Hub;
+
+/// The folder or file holding the model named by `spec`; `gguf_file` picks the
+/// file of a Hub repo holding several.
+pub fn resolve(spec: &str, gguf_file: Option<&str>, hub: &Hub) -> anyhow::Result<PathBuf> {
     if spec == "demo" {
         return mistralrs_core::demo::ensure_demo_model().context("writing the demo model");
     }
@@ -18,19 +21,31 @@ pub fn resolve(spec: &str) -> anyhow::Result<PathBuf> {
     if path.is_dir() || path.is_file() {
         return Ok(path.to_path_buf());
     }
-    let cache = hub_cache_dir();
-    if let Some(snapshot) = cache.as_deref().and_then(|c| cached_snapshot(c, spec)) {
-        return Ok(snapshot);
+    if !is_repo_id(spec) {
+        bail!(
+            "model `{spec}` not found: it is not `demo`, a known model, a folder, a file, nor a Hub id (org/name)"
+        );
     }
-    bail!(
-        "model `{spec}` not found: it is not `demo`, not a folder, and not in the Hugging Face cache{}",
-        cache
-            .map(|c| format!(" ({})", c.display()))
-            .unwrap_or_default()
-    )
+    if let Some(snapshot) = hub.cached(spec) {
+        return Ok(match gguf_file {
+            Some(file) => snapshot.join(file),
+            None => snapshot,
+        });
+    }
+    hub.download(spec, gguf_file)
 }
 
-/// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+/// `org/name`: two non-empty parts of the characters the Hub allows.
+fn is_repo_id(spec: &str) -> bool {
+    let allowed = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    matches!(spec.split_once('/'), Some((org, name)) if allowed(org) && allowed(name))
+}
+
 /// A model `scripts/get-model` fetches, served by its short name.
 struct KnownModel {
     /// What `-m` and `scripts/get-model` call it.
@@ -71,34 +86,6 @@ fn models_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mistralrs/models"))
 }
 
-fn hub_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("HF_HUB_CACHE") {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(home) = std::env::var_os("HF_HOME") {
-        return Some(PathBuf::from(home).join("hub"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
-}
-
-/// The snapshot of `org/name` that `refs/main` points to, else the newest one.
-fn cached_snapshot(cache: &Path, id: &str) -> Option<PathBuf> {
-    let repo = cache.join(format!("models--{}", id.replace('/', "--")));
-    let snapshots = repo.join("snapshots");
-    if let Ok(rev) = std::fs::read_to_string(repo.join("refs/main")) {
-        let dir = snapshots.join(rev.trim());
-        if dir.is_dir() {
-            return Some(dir);
-        }
-    }
-    std::fs::read_dir(&snapshots)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-        .map(|e| e.path())
-}
-
 /// The name a model is served under when none is given: the last part of its spec.
 pub fn default_name(spec: &str) -> String {
     spec.trim_end_matches('/')
@@ -113,20 +100,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_a_model_id_in_the_hub_cache() {
-        let cache = tempfile::tempdir().unwrap();
-        let repo = cache.path().join("models--org--tiny");
-        std::fs::create_dir_all(repo.join("snapshots/abc123")).unwrap();
-        std::fs::create_dir_all(repo.join("refs")).unwrap();
-        std::fs::write(repo.join("refs/main"), "abc123\n").unwrap();
-        assert_eq!(
-            cached_snapshot(cache.path(), "org/tiny"),
-            Some(repo.join("snapshots/abc123"))
-        );
-        assert_eq!(cached_snapshot(cache.path(), "org/other"), None);
-    }
-
-    #[test]
     fn names_come_from_the_last_path_part() {
         assert_eq!(default_name("Qwen/Qwen2.5-0.5B"), "Qwen2.5-0.5B");
         assert_eq!(default_name("/models/llama/"), "llama");
@@ -135,10 +108,32 @@ mod tests {
 
     #[test]
     fn unknown_models_get_a_clear_error() {
-        let err = resolve("no/such-model-anywhere").unwrap_err().to_string();
+        let cache = tempfile::tempdir().unwrap();
+        let offline = Hub {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            cache: Some(cache.path().to_path_buf()),
+            token: None,
+            offline: true,
+        };
+        let err = resolve("no/such-model-anywhere", None, &offline)
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("no/such-model-anywhere") && err.contains("not found"),
+            err.contains("no/such-model-anywhere") && err.contains("HF_HUB_OFFLINE"),
             "{err}"
         );
+        let err = resolve("not a model", None, &offline)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not found"), "{err}");
+    }
+
+    #[test]
+    fn repo_ids_are_two_parts_of_the_hubs_characters() {
+        assert!(is_repo_id("Qwen/Qwen2.5-0.5B-Instruct"));
+        assert!(!is_repo_id("a/b/c"));
+        assert!(!is_repo_id("/abs"));
+        assert!(!is_repo_id("demo"));
+        assert!(!is_repo_id("org/na me"));
     }
 }

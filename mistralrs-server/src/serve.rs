@@ -91,7 +91,11 @@ fn load_model(router: &Router, entry: &ModelEntry, config: &Config) -> anyhow::R
     let spinner = indicatif::ProgressBar::new_spinner()
         .with_message(format!("loading {name} from {}", entry.model));
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let dir = model_source::resolve(&entry.model)?;
+    let dir = model_source::resolve(
+        &entry.model,
+        entry.gguf_file.as_deref(),
+        &crate::hub::Hub::from_env(),
+    )?;
     let progress: Option<ProgressFn> = entry.quantize.map(|target| {
         let bar = spinner.clone();
         bar.set_style(

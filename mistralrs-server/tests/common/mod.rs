@@ -49,6 +49,11 @@ impl Server {
         Self::spawn_model(model, extra, None, &[], None)
     }
 
+    /// `run -m <model> <extra>` with extra environment variables.
+    pub fn start_model_with_env(model: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_model(model, extra, None, env, None)
+    }
+
     fn spawn(
         extra: &[&str],
         toml: Option<&str>,

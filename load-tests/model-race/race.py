@@ -34,6 +34,24 @@ def rss_mib(pid="self"):
     return None
 
 
+def concurrently(run, questions):
+    """`run` on every question at once, a thread each: (results, errors, wall seconds)."""
+    results, errors = [None] * len(questions), []
+
+    def one(i, q):
+        try:
+            results[i] = run(q)
+        except Exception as e:
+            errors.append(str(e)[:200])
+    start = time.monotonic()
+    threads = [threading.Thread(target=one, args=(i, q)) for i, q in enumerate(questions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, errors, time.monotonic() - start
+
+
 def ours(url, prompts, max_tokens, pid):
     def stream(prompt):
         """(seconds to first token, seconds to the end, tokens) from now."""
@@ -53,17 +71,9 @@ def ours(url, prompts, max_tokens, pid):
     first, end, count = stream(chat(prompts["single"]))
     decode = (count - 1) / (end - first)
     ttft, _, _ = stream(long_prompt(prompts))
-    results = [None] * len(prompts["streams"])
-
-    def run(i, q):
-        results[i] = stream(chat(q))
-    start = time.monotonic()
-    threads = [threading.Thread(target=run, args=(i, q)) for i, q in enumerate(prompts["streams"])]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - start
+    results, errors, wall = concurrently(lambda q: stream(chat(q)), prompts["streams"])
+    if errors:
+        raise RuntimeError(errors[0])
     total = sum(r[2] for r in results)
     return {"decode_tok_s": decode, "streams8_tok_s": total / wall, "ttft_s": ttft,
             "rss_mib": rss_mib(pid)}
@@ -94,20 +104,8 @@ def mistralrs(model, prompts, max_tokens):
     end, count = complete(chat(prompts["single"]), max_tokens)
     result = {"decode_tok_s": (count - 1) / (end - first)}
     result["ttft_s"] = complete(long_prompt(prompts), 1)[0]
-    results, errors = [None] * len(prompts["streams"]), []
-
-    def run(i, q):
-        try:
-            results[i] = complete(chat(q), max_tokens)
-        except Exception as e:  # mistral.rs 0.9.5 fails concurrent GGUF requests
-            errors.append(str(e)[:200])
-    start = time.monotonic()
-    threads = [threading.Thread(target=run, args=(i, q)) for i, q in enumerate(prompts["streams"])]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - start
+    # mistral.rs 0.9.5's Python binding fails concurrent requests.
+    results, errors, wall = concurrently(lambda q: complete(chat(q), max_tokens), prompts["streams"])
     if errors:
         result["streams8_error"] = errors[0]
     else:

@@ -35,11 +35,10 @@ async fn info(
     UrlPath((org, name)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    hub.requests.fetch_add(1, Ordering::SeqCst);
-    let repo = format!("{org}/{name}");
-    if let Some(refused) = refuse(&hub, &repo, &headers) {
-        return refused;
-    }
+    let repo = match admit(&hub, &org, &name, &headers) {
+        Ok(repo) => repo,
+        Err(refused) => return *refused,
+    };
     match hub.repos.get(&repo) {
         Some(files) => axum::Json(json!({
             "id": repo,
@@ -56,11 +55,10 @@ async fn resolve(
     UrlPath((org, name, file)): UrlPath<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    hub.requests.fetch_add(1, Ordering::SeqCst);
-    let repo = format!("{org}/{name}");
-    if let Some(refused) = refuse(&hub, &repo, &headers) {
-        return refused;
-    }
+    let repo = match admit(&hub, &org, &name, &headers) {
+        Ok(repo) => repo,
+        Err(refused) => return *refused,
+    };
     let Some(path) = hub
         .repos
         .get(&repo)
@@ -107,13 +105,18 @@ async fn resolve(
     }
 }
 
-/// 401 for a gated repo without the right bearer token.
-fn refuse(hub: &Hub, repo: &str, headers: &HeaderMap) -> Option<Response> {
+/// Counts the request; the repo id, or 401 for a gated repo without the
+/// right bearer token.
+fn admit(hub: &Hub, org: &str, name: &str, headers: &HeaderMap) -> Result<String, Box<Response>> {
+    hub.requests.fetch_add(1, Ordering::SeqCst);
+    let repo = format!("{org}/{name}");
     let authorized = headers
         .get(header::AUTHORIZATION)
         .is_some_and(|v| v.to_str().ok() == Some(&format!("Bearer {TOKEN}")));
-    (hub.gated.iter().any(|g| g == repo) && !authorized)
-        .then(|| StatusCode::UNAUTHORIZED.into_response())
+    if hub.gated.contains(&repo) && !authorized {
+        return Err(Box::new(StatusCode::UNAUTHORIZED.into_response()));
+    }
+    Ok(repo)
 }
 
 /// Serves `hub` on a free loopback port; its URL.

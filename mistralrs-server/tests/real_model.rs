@@ -25,17 +25,23 @@ fn text(answer: &Value) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn smollm2_answers_and_concurrent_streams_match_single_ones() {
-    let server = Server::start_model("smollm2", &[]);
+/// Asks for the capital of France and checks the answer names Paris; the answer.
+async fn answers_paris(server: &Server) -> Value {
     let (status, answer) = post(
-        &server,
+        server,
         "/v1/chat/completions",
         &chat(PARIS_SYSTEM, "What is the capital of France?"),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
     assert!(text(&answer).contains("Paris"), "{answer}");
+    answer
+}
+
+#[tokio::test]
+async fn smollm2_answers_and_concurrent_streams_match_single_ones() {
+    let server = Server::start_model("smollm2", &[]);
+    let answer = answers_paris(&server).await;
     assert_eq!(
         answer["choices"][0]["finish_reason"], "stop",
         "<|im_end|> ends the turn"
@@ -98,14 +104,7 @@ async fn smollm2_requantized_with_a_cache_sized_in_memory() {
             "1",
         ],
     );
-    let (status, answer) = post(
-        &server,
-        "/v1/chat/completions",
-        &chat(PARIS_SYSTEM, "What is the capital of France?"),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    assert!(text(&answer).contains("Paris"), "{answer}");
+    answers_paris(&server).await;
     // SmolLM2-135M: 30 layers, 3 KV heads of 64; keys and values, 16 slots a
     // block, 2 bytes a value.
     let block_bytes = 2 * 30 * 16 * 3 * 64 * 2;

@@ -102,6 +102,16 @@ fn everything_stdio() -> String {
     )
 }
 
+/// Fails with the process's output unless it exited successfully.
+fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs a scenario with `--out` in a temporary folder; its summary, after
 /// checking the PNG chart was written too.
 fn scenario(args: &[&str]) -> serde_json::Value {
@@ -113,12 +123,7 @@ fn scenario(args: &[&str]) -> serde_json::Value {
         .arg(&out_path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let png = std::fs::read(dir.path().join("summary.png")).unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 5_000,
@@ -419,12 +424,7 @@ fn model_race_smoke() {
         .env("RACE_RESULTS", results.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let text = std::fs::read_to_string(results.path().join("model-race.json")).unwrap();
     let summary: serde_json::Value = serde_json::from_str(&text).unwrap();
     let ours = &summary["ours-q4_1"];

@@ -117,7 +117,7 @@ fn smollm2_gguf_agrees_with_llama_cpp() {
 /// rest of the arithmetic is ordered.
 fn agrees_teacher_forced(
     reference: &Json,
-    runner: Runner,
+    mut runner: Runner,
     what: &str,
     floor: usize,
 ) -> Vec<Vec<f32>> {
@@ -130,7 +130,6 @@ fn agrees_teacher_forced(
         .iter()
         .map(|m| m.as_f64().unwrap())
         .collect();
-    let mut runner = runner;
     let (mut agree, mut clear_misses, mut all_logits) = (0, Vec::new(), Vec::new());
     for (i, &token) in passage[..256].iter().enumerate() {
         let logits = runner.feed(&[token]);

@@ -155,6 +155,11 @@ fn smollm2_path() -> PathBuf {
     dir.join("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
+/// A short chat request for `model`.
+fn hello(model: &str) -> serde_json::Value {
+    json!({"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]})
+}
+
 fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
@@ -201,8 +206,7 @@ async fn models_download_from_a_hub_once_then_load_from_its_cache() {
     // Downloaded, then served.
     let first = env(&[]);
     let server = Server::start_model_with_env("test-org/demo", &[], &as_refs(&first));
-    let body =
-        json!({"model": "demo", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]});
+    let body = hello("demo");
     let (status, answer) = post(&server, "/v1/chat/completions", &body).await;
     assert_eq!(status, 200, "{answer}");
     drop(server);
@@ -240,8 +244,7 @@ async fn models_download_from_a_hub_once_then_load_from_its_cache() {
     );
     let with_token = env(&[("HF_TOKEN", TOKEN)]);
     let server = Server::start_model_with_env("test-org/gated", &[], &as_refs(&with_token));
-    let gated =
-        json!({"model": "gated", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]});
+    let gated = hello("gated");
     let (status, answer) = post(&server, "/v1/chat/completions", &gated).await;
     assert_eq!(status, 200, "{answer}");
     drop(server);

@@ -88,6 +88,14 @@ impl Projection {
         }
     }
 
+    /// A quantized weight with its bias, kept in f32 for the f32 product.
+    fn quantized(weight: QTensor, bias: Option<&Tensor>) -> Result<Self> {
+        Ok(Self::Quantized {
+            weight: QuantizedWeight::new(weight)?,
+            bias: bias.map(|b| b.to_dtype(DType::F32)).transpose()?,
+        })
+    }
+
     /// The dense weight, when there is one.
     pub(crate) fn dense_weight(&self) -> Option<&Tensor> {
         match self {
@@ -157,10 +165,7 @@ impl WeightSource for Safetensors<'_> {
             return Ok(Projection::Dense(linear));
         };
         match quantizer.quantize(linear.weight())? {
-            Some(weight) => Ok(Projection::Quantized {
-                weight: QuantizedWeight::new(weight)?,
-                bias: linear.bias().map(|b| b.to_dtype(DType::F32)).transpose()?,
-            }),
+            Some(weight) => Projection::quantized(weight, linear.bias()),
             None => Ok(Projection::Dense(linear)),
         }
     }
@@ -301,12 +306,6 @@ impl Gguf {
     /// A stored weight as a projection: requantized, dequantized to the
     /// requested dtype, or run as stored.
     fn project(&self, weight: QTensor, bias: Option<Tensor>) -> Result<Projection> {
-        let quantized = |weight| {
-            Ok(Projection::Quantized {
-                weight: QuantizedWeight::new(weight)?,
-                bias: bias.as_ref().map(|b| b.to_dtype(DType::F32)).transpose()?,
-            })
-        };
         let dense = |weight: Tensor| -> Result<Projection> {
             let weight = weight.to_dtype(self.dtype())?;
             let bias = bias
@@ -319,12 +318,12 @@ impl Gguf {
             (Some(quantizer), _) => {
                 let weight = weight.dequantize(&self.device)?;
                 match quantizer.quantize(&weight)? {
-                    Some(requantized) => quantized(requantized),
+                    Some(requantized) => Projection::quantized(requantized, bias.as_ref()),
                     None => dense(weight),
                 }
             }
             (None, Some(_)) => dense(weight.dequantize(&self.device)?),
-            (None, None) => quantized(weight),
+            (None, None) => Projection::quantized(weight, bias.as_ref()),
         }
     }
 
@@ -408,10 +407,7 @@ impl WeightSource for Gguf {
                 weight.dequantize(&self.device)?.to_dtype(dtype)?,
                 None,
             ))),
-            None => Ok(Projection::Quantized {
-                weight: QuantizedWeight::new(weight)?,
-                bias: None,
-            }),
+            None => Projection::quantized(weight, None),
         }
     }
 

@@ -7,7 +7,8 @@
 
 Each driver prints one JSON line: single-stream decode tok/s (after the first
 token), eight concurrent streams' total tok/s (all tokens over the wall time),
-time to the first token of a ~500-token prompt, and resident memory.
+time to the first token of a ~500-token prompt, single-stream decode tok/s
+after a ~4,000-token prompt (ours and llama.cpp), and resident memory.
 Every prompt is the same ChatML text for every system; generation is greedy.
 """
 import json
@@ -22,8 +23,8 @@ def chat(question):
     return f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def long_prompt(prompts):
-    return chat(prompts["long_unit"] * prompts["long_units"] + prompts["long_question"])
+def long_prompt(prompts, units="long_units"):
+    return chat(prompts["long_unit"] * prompts[units] + prompts["long_question"])
 
 
 def rss_mib(pid="self"):
@@ -53,9 +54,9 @@ def concurrently(run, questions):
 
 
 def ours(url, prompts, max_tokens, pid):
-    def stream(prompt):
+    def stream(prompt, tokens=max_tokens):
         """(seconds to first token, seconds to the end, tokens) from now."""
-        body = json.dumps({"model": "smollm2", "prompt": prompt, "max_tokens": max_tokens,
+        body = json.dumps({"model": "smollm2", "prompt": prompt, "max_tokens": tokens,
                            "temperature": 0, "ignore_eos": True, "stream": True}).encode()
         request = urllib.request.Request(f"{url}/v1/completions", body,
                                          {"content-type": "application/json"})
@@ -75,8 +76,10 @@ def ours(url, prompts, max_tokens, pid):
     if errors:
         raise RuntimeError(errors[0])
     total = sum(r[2] for r in results)
+    first, end, count = stream(long_prompt(prompts, "context_units"),
+                               prompts["context_new_tokens"])
     return {"decode_tok_s": decode, "streams8_tok_s": total / wall, "ttft_s": ttft,
-            "rss_mib": rss_mib(pid)}
+            "decode_4k_tok_s": (count - 1) / (end - first), "rss_mib": rss_mib(pid)}
 
 
 def mistralrs(model, prompts, max_tokens):
@@ -117,6 +120,7 @@ def mistralrs(model, prompts, max_tokens):
 METRICS = [("decode_tok_s", "1-stream decode, tok/s"),
            ("streams8_tok_s", "8 streams, total tok/s"),
            ("ttft_s", "TTFT, ~500-token prompt, s"),
+           ("decode_4k_tok_s", "1-stream decode at ~4k context, tok/s"),
            ("rss_mib", "RSS, MiB")]
 
 

@@ -155,20 +155,22 @@ fn batched_decode_matches_per_sequence_attention() {
 }
 
 /// The decode kernel, reading a `dtype` cache in place, against the gathering
-/// path one sequence at a time.
+/// path one sequence at a time, and against itself with the sequence alone.
+/// The long context is split into runs of keys merged afterwards; the windows
+/// start inside a run and across a run's end.
 fn batched_decode_matches_per_sequence_attention_in(dtype: DType) {
     let dev = Device::Cpu;
     let (heads, kvh, d, bs) = (4, 2, 8, 4);
     let shape = KvCacheShape {
         num_layers: 1,
-        num_blocks: 16,
+        num_blocks: 160,
         block_size: bs,
         kv_heads: kvh,
         head_dim: d,
     };
     let cache = KvCache::new(shape, dtype, &dev).unwrap();
-    let mut blocks = BlockManager::new(16, bs);
-    let lens = [3usize, 9, 6];
+    let mut blocks = BlockManager::new(160, bs);
+    let lens = [3usize, 9, 600];
     let mut all_slots = Vec::new();
     for (i, &len) in lens.iter().enumerate() {
         blocks.allocate(i as u64, &vec![0; len]).unwrap();
@@ -194,20 +196,19 @@ fn batched_decode_matches_per_sequence_attention_in(dtype: DType) {
     let padded = Tensor::new(padded, &dev).unwrap();
     let q = Tensor::randn(0f32, 1., (lens.len(), heads, d), &dev).unwrap();
     let scale = 1.0 / (d as f64).sqrt();
-    for window in [None, Some(4)] {
+    for window in [None, Some(4), Some(300)] {
         let batched = paged_attention_decode(&q, kc, vc, &padded, &lens, scale, window).unwrap();
         for (i, &len) in lens.iter().enumerate() {
             let slots = Tensor::new(all_slots[i].as_slice(), &dev).unwrap();
-            let one = paged_attention(
-                &q.narrow(0, i, 1).unwrap(),
-                kc,
-                vc,
-                &slots,
-                len - 1,
-                scale,
-                window,
-            )
-            .unwrap();
+            let q_i = q.narrow(0, i, 1).unwrap();
+            let alone =
+                paged_attention_decode(&q_i, kc, vc, &slots, &[len], scale, window).unwrap();
+            assert_eq!(
+                alone.to_vec2::<f32>().unwrap(),
+                batched.narrow(0, i, 1).unwrap().to_vec2::<f32>().unwrap(),
+                "{dtype:?}, sequence {i}, window {window:?}: alone and batched differ"
+            );
+            let one = paged_attention(&q_i, kc, vc, &slots, len - 1, scale, window).unwrap();
             let err = max_abs_diff(&batched.narrow(0, i, 1).unwrap(), &one);
             assert!(
                 err < 1e-5,

@@ -14,7 +14,8 @@
 # are too large to install here). Writes load-tests/results/model-race.jsonl
 # (every run), model-race.json (medians) and model-race.png (chart), or into
 # RACE_RESULTS; RACE_SERVER names a server binary to use instead of building
-# the release one. A system that fails is recorded as failing, not retried.
+# the release one; RACE_CONTEXT_UNITS shortens the long-context prompt (160
+# units, ~3,900 tokens) for a smoke run. A system that fails is recorded as failing, not retried.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}

@@ -48,7 +48,8 @@ const wall = Math.max(...results.map((r) => r[1]));
 const total = results.reduce((sum, r) => sum + r[2], 0);
 
 await eight.dispose();
-const contextPrompt = chat(prompts.long_unit.repeat(prompts.context_units) + prompts.long_question);
+const contextUnits = Number(process.env.RACE_CONTEXT_UNITS ?? prompts.context_units);
+const contextPrompt = chat(prompts.long_unit.repeat(contextUnits) + prompts.long_question);
 const contextTokens = model.tokenize(contextPrompt, true).length;
 const deep = await model.createContext({
   sequences: 1, contextSize: contextTokens + prompts.context_new_tokens + 64, threads});

@@ -12,6 +12,7 @@ after a ~4,000-token prompt (ours and llama.cpp), and resident memory.
 Every prompt is the same ChatML text for every system; generation is greedy.
 """
 import json
+import os
 import statistics
 import sys
 import threading
@@ -23,8 +24,14 @@ def chat(question):
     return f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def long_prompt(prompts, units="long_units"):
-    return chat(prompts["long_unit"] * prompts[units] + prompts["long_question"])
+def long_prompt(prompts):
+    return chat(prompts["long_unit"] * prompts["long_units"] + prompts["long_question"])
+
+
+def context_prompt(prompts):
+    """The ~4,000-token prompt (RACE_CONTEXT_UNITS shortens it for a smoke run)."""
+    units = int(os.environ.get("RACE_CONTEXT_UNITS", prompts["context_units"]))
+    return chat(prompts["long_unit"] * units + prompts["long_question"])
 
 
 def rss_mib(pid="self"):
@@ -76,14 +83,12 @@ def ours(url, prompts, max_tokens, pid):
     if errors:
         raise RuntimeError(errors[0])
     total = sum(r[2] for r in results)
-    first, end, count = stream(long_prompt(prompts, "context_units"),
-                               prompts["context_new_tokens"])
+    first, end, count = stream(context_prompt(prompts), prompts["context_new_tokens"])
     return {"decode_tok_s": decode, "streams8_tok_s": total / wall, "ttft_s": ttft,
             "decode_4k_tok_s": (count - 1) / (end - first), "rss_mib": rss_mib(pid)}
 
 
 def mistralrs(model, prompts, max_tokens):
-    import os
     from mistralrs import CompletionRequest, Runner, Which
     if model.endswith(".gguf"):
         which = Which.GGUF(quantized_model_id=os.path.dirname(model),

@@ -422,13 +422,20 @@ fn model_race_smoke() {
         .env("RACE_SYSTEMS", "ours-q4_1")
         .env("RACE_SERVER", server_binary())
         .env("RACE_RESULTS", results.path())
+        .env("RACE_CONTEXT_UNITS", "4")
         .output()
         .unwrap();
     assert_succeeded(&out);
     let text = std::fs::read_to_string(results.path().join("model-race.json")).unwrap();
     let summary: serde_json::Value = serde_json::from_str(&text).unwrap();
     let ours = &summary["ours-q4_1"];
-    for key in ["decode_tok_s", "streams8_tok_s", "ttft_s", "rss_mib"] {
+    for key in [
+        "decode_tok_s",
+        "streams8_tok_s",
+        "ttft_s",
+        "decode_4k_tok_s",
+        "rss_mib",
+    ] {
         assert!(ours[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {ours}");
     }
     assert!(results.path().join("model-race.png").exists(), "chart");

@@ -12,8 +12,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
-use candle_core::{DType, Device};
-use mistralrs_paged_attn::{BlockManager, KvCache, SeqId};
+use candle_core::Device;
+use mistralrs_paged_attn::{BlockManager, KvCache, KvDtype, SeqId};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::chat_template::ChatTemplate;
@@ -39,8 +39,9 @@ pub struct EngineConfig {
     pub block_size: usize,
     /// KV blocks. Default 512 (8192 token slots): a few MB for the demo model.
     pub num_blocks: usize,
-    /// Dtype of weights and cache. Default f32, the one every candle CPU op has.
-    pub dtype: DType,
+    /// What the KV cache stores per value. Default f32, the one every candle
+    /// CPU op has.
+    pub cache_dtype: KvDtype,
     /// Where the model runs. Default the CPU.
     pub device: Device,
 }
@@ -51,7 +52,7 @@ impl Default for EngineConfig {
             scheduler: SchedulerConfig::default(),
             block_size: 16,
             num_blocks: 512,
-            dtype: DType::F32,
+            cache_dtype: KvDtype::F32,
             device: Device::Cpu,
         }
     }
@@ -124,7 +125,7 @@ pub fn start(name: &str, loaded: LoadedModel, config: EngineConfig) -> Result<En
         ..
     } = loaded;
     let cache_shape = model.cache_shape(config.num_blocks, config.block_size);
-    let cache = KvCache::new(cache_shape, config.dtype, &config.device)?;
+    let cache = KvCache::new(cache_shape, config.cache_dtype, &config.device)?;
     let blocks = BlockManager::new(config.num_blocks, config.block_size);
     let (wake, woken) = std::sync::mpsc::sync_channel(1);
     let info = ModelInfo {
@@ -136,7 +137,7 @@ pub fn start(name: &str, loaded: LoadedModel, config: EngineConfig) -> Result<En
         eos_token_ids,
         vocab_size: model.config().vocab_size,
         weight_bytes: model.weight_bytes(),
-        kv_cache_bytes: cache_shape.bytes(config.dtype),
+        kv_cache_bytes: cache_shape.bytes(config.cache_dtype),
     };
     let model_metrics = metrics().model(name);
     model_metrics.weight_bytes.set(info.weight_bytes as i64);

@@ -22,5 +22,6 @@ pub use engine::{
     EngineConfig, EngineHandle, MAX_STOP_STRINGS, ModelInfo, Output, RequestStream, start,
 };
 pub use error::{Error, Result};
+pub use mistralrs_paged_attn::KvDtype;
 pub use router::Router;
 pub use scheduler::{SchedulerConfig, SchedulerStats};

@@ -2,12 +2,12 @@
 
 use candle_core::{D, DType, Tensor};
 
-use crate::Result;
+use crate::{CacheRows, Result};
 
 /// Causal attention for the queries of one sequence.
 ///
 /// - `q`: `[n, heads, head_dim]`, the queries of positions `first_pos..first_pos + n`.
-/// - `k_cache`, `v_cache`: one layer of a [`crate::KvCache`].
+/// - `k_cache`, `v_cache`: one layer of a [`crate::KvCache`], read as f32.
 /// - `context_slots`: `[first_pos + n]` u32, the slot of every position of the
 ///   sequence so far (including the `n` new ones, already written).
 ///
@@ -18,8 +18,8 @@ use crate::Result;
 /// softmax run in f32 whatever the cache dtype. Returns `[n, heads * head_dim]`.
 pub fn paged_attention(
     q: &Tensor,
-    k_cache: &Tensor,
-    v_cache: &Tensor,
+    k_cache: &CacheRows,
+    v_cache: &CacheRows,
     context_slots: &Tensor,
     first_pos: usize,
     scale: f64,
@@ -27,15 +27,14 @@ pub fn paged_attention(
 ) -> Result<Tensor> {
     let (n, heads, head_dim) = q.dims3()?;
     let ctx = context_slots.dim(0)?;
-    let kv_heads = k_cache.dim(1)? / head_dim;
+    let kv_heads = k_cache.width() / head_dim;
     let group = heads / kv_heads;
     let dtype = q.dtype();
-    let gather = |cache: &Tensor| -> Result<Tensor> {
+    let gather = |cache: &CacheRows| -> Result<Tensor> {
         Ok(cache
-            .index_select(context_slots, 0)?
+            .gather(context_slots)?
             .reshape((ctx, kv_heads, head_dim))?
             .transpose(0, 1)?
-            .to_dtype(DType::F32)?
             .contiguous()?)
     };
     let (k, v) = (gather(k_cache)?, gather(v_cache)?);
@@ -108,8 +107,8 @@ fn causal_mask(
 /// else is in the batch. Returns `[n, heads * head_dim]`.
 pub fn paged_attention_decode(
     q: &Tensor,
-    k_cache: &Tensor,
-    v_cache: &Tensor,
+    k_cache: &CacheRows,
+    v_cache: &CacheRows,
     slots: &Tensor,
     context_lens: &[usize],
     scale: f64,

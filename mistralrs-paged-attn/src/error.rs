@@ -17,6 +17,9 @@ pub enum Error {
     /// The sequence already has a block table.
     #[error("sequence {0} is already allocated")]
     AlreadyAllocated(u64),
+    /// A cache that this model's shape can't have.
+    #[error("{0}")]
+    Unsupported(String),
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),

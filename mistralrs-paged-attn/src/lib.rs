@@ -16,8 +16,10 @@ mod block_manager;
 mod cpu_decode;
 mod error;
 mod kv_cache;
+mod kv_dtype;
 
 pub use attention::{paged_attention, paged_attention_decode};
 pub use block_manager::{BlockCopy, BlockId, BlockManager, BlockStats, SeqId};
 pub use error::{Error, Result};
-pub use kv_cache::{KvCache, KvCacheShape};
+pub use kv_cache::{CacheRows, KvCache, KvCacheShape};
+pub use kv_dtype::KvDtype;

@@ -1,9 +1,10 @@
 //! Paged attention against a direct computation on contiguous tensors.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, Device, Tensor};
 use mistralrs_paged_attn::{
-    BlockManager, KvCache, KvCacheShape, paged_attention, paged_attention_decode,
+    BlockManager, CacheRows, KvCache, KvCacheShape, KvDtype, paged_attention,
+    paged_attention_decode,
 };
 
 /// Largest absolute difference between two tensors of one shape.
@@ -88,7 +89,7 @@ fn matches_contiguous_attention_across_scattered_blocks() {
         kv_heads: kvh,
         head_dim: d,
     };
-    let cache = KvCache::new(shape, DType::F32, &dev).unwrap();
+    let cache = KvCache::new(shape, KvDtype::F32, &dev).unwrap();
     let mut blocks = BlockManager::new(8, bs);
     // A decoy sequence takes the first blocks so the real one is not at slot 0.
     blocks.allocate(99, &[1, 2, 3, 4, 5]).unwrap();
@@ -114,19 +115,22 @@ fn matches_contiguous_attention_across_scattered_blocks() {
 
 #[test]
 fn copy_blocks_duplicates_every_layer() {
+    for dtype in [KvDtype::F32, KvDtype::Q8_0] {
+        copy_blocks_duplicates_every_layer_in(dtype);
+    }
+}
+
+fn copy_blocks_duplicates_every_layer_in(dtype: KvDtype) {
     let dev = Device::Cpu;
     let shape = KvCacheShape {
         num_layers: 2,
         num_blocks: 4,
         block_size: 2,
         kv_heads: 1,
-        head_dim: 3,
+        head_dim: 32,
     };
-    let cache = KvCache::new(shape, DType::F32, &dev).unwrap();
-    let k = Tensor::arange(0f32, 6., &dev)
-        .unwrap()
-        .reshape((2, 3))
-        .unwrap();
+    let cache = KvCache::new(shape, dtype, &dev).unwrap();
+    let k = Tensor::randn(0f32, 1., (2, 32), &dev).unwrap();
     let slots = Tensor::new(&[2u32, 3], &dev).unwrap();
     for layer in 0..2 {
         cache.write(layer, &slots, &k, &(&k * 2.).unwrap()).unwrap();
@@ -134,22 +138,56 @@ fn copy_blocks_duplicates_every_layer() {
     cache
         .copy_blocks(&[mistralrs_paged_attn::BlockCopy { src: 1, dst: 3 }])
         .unwrap();
+    let copied = Tensor::new(&[6u32, 7], &dev).unwrap();
+    let rows = |c: &CacheRows, s: &Tensor| c.gather(s).unwrap().to_vec2::<f32>().unwrap();
     for layer in 0..2 {
         let (kc, vc) = cache.layer(layer);
-        assert_eq!(
-            kc.narrow(0, 6, 2).unwrap().to_vec2::<f32>().unwrap(),
-            k.to_vec2::<f32>().unwrap()
-        );
-        assert_eq!(
-            vc.narrow(0, 6, 2).unwrap().to_vec2::<f32>().unwrap(),
-            (&k * 2.).unwrap().to_vec2::<f32>().unwrap()
-        );
+        assert_eq!(rows(kc, &copied), rows(kc, &slots), "{dtype}");
+        assert_eq!(rows(vc, &copied), rows(vc, &slots), "{dtype}");
     }
+}
+
+/// A Q8_0 cache gives back what was written within about half a step of each
+/// block's scale (max |x| / 127), and refuses heads that aren't whole blocks.
+#[test]
+fn a_q8_0_cache_rounds_each_block_to_its_scale() {
+    let dev = Device::Cpu;
+    let shape = KvCacheShape {
+        num_layers: 1,
+        num_blocks: 4,
+        block_size: 4,
+        kv_heads: 2,
+        head_dim: 64,
+    };
+    let cache = KvCache::new(shape, KvDtype::Q8_0, &dev).unwrap();
+    let k = (Tensor::randn(0f32, 1., (5, 128), &dev).unwrap() * 3.).unwrap();
+    let slots = Tensor::new(&[9u32, 2, 5, 14, 0], &dev).unwrap();
+    cache.write(0, &slots, &k, &k).unwrap();
+    let got = cache.layer(0).0.gather(&slots).unwrap();
+    let want = k.to_vec2::<f32>().unwrap();
+    for (got, want) in got.to_vec2::<f32>().unwrap().iter().zip(&want) {
+        for (got, want) in got.chunks(32).zip(want.chunks(32)) {
+            let step = want.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.;
+            // Half a step from rounding, plus up to 127 steps times the f16
+            // scale's relative error (2^-11).
+            let bound = step * (0.5 + 127. / 2048.) * 1.01;
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() <= bound, "{g} vs {w} (step {step})");
+            }
+        }
+    }
+    assert_eq!(shape.bytes(KvDtype::Q8_0), 2 * 16 * 128 / 32 * 34);
+    let odd = KvCacheShape {
+        head_dim: 48,
+        ..shape
+    };
+    let err = KvCache::new(odd, KvDtype::Q8_0, &dev).unwrap_err();
+    assert!(err.to_string().contains("multiple of 32"), "{err}");
 }
 
 #[test]
 fn batched_decode_matches_per_sequence_attention() {
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
+    for dtype in [KvDtype::F32, KvDtype::F16, KvDtype::Bf16, KvDtype::Q8_0] {
         batched_decode_matches_per_sequence_attention_in(dtype);
     }
 }
@@ -158,9 +196,9 @@ fn batched_decode_matches_per_sequence_attention() {
 /// path one sequence at a time, and against itself with the sequence alone.
 /// The long context is split into runs of keys merged afterwards; the windows
 /// start inside a run and across a run's end.
-fn batched_decode_matches_per_sequence_attention_in(dtype: DType) {
+fn batched_decode_matches_per_sequence_attention_in(dtype: KvDtype) {
     let dev = Device::Cpu;
-    let (heads, kvh, d, bs) = (4, 2, 8, 4);
+    let (heads, kvh, d, bs) = (4, 2, 32, 4);
     let shape = KvCacheShape {
         num_layers: 1,
         num_blocks: 160,

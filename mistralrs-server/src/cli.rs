@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use mistralrs_core::KvDtype;
 use mistralrs_core::model::{FloatType, Quantization};
 
 use crate::config::{Config, ModelEntry};
@@ -41,9 +42,9 @@ pub struct Cli {
     /// --kv-cache-blocks).
     #[arg(long, global = true, value_name = "SIZE")]
     pub kv_cache_mem: Option<bytesize::ByteSize>,
-    /// Type of cached keys and values: f32, f16 or bf16 [default: f16].
+    /// Type of cached keys and values: f32, f16, bf16 or q8_0 [default: f16].
     #[arg(long, global = true, value_name = "TYPE")]
-    pub kv_cache_dtype: Option<FloatType>,
+    pub kv_cache_dtype: Option<KvDtype>,
     /// Threads for the model's matrix work [default: the machine's physical
     /// cores, or RAYON_NUM_THREADS].
     #[arg(long, global = true, value_name = "N")]

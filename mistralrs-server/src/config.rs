@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mistralrs_core::KvDtype;
 use mistralrs_core::model::{FloatType, Quantization};
 use mistralrs_mcp::config::{McpClientConfig, ToolForwardingConfig};
 use serde::Deserialize;
@@ -39,9 +40,10 @@ pub struct Config {
     /// KV cache size per model as memory (`512MiB`, `2GiB`), turned into
     /// blocks for each model's shape; instead of `kv_cache_blocks`.
     pub kv_cache_mem: Option<bytesize::ByteSize>,
-    /// Type of the KV cache's keys and values. Default f16 (half of f32's
-    /// memory, as llama.cpp; attention still computes in f32).
-    pub kv_cache_dtype: Option<FloatType>,
+    /// Type of the KV cache's keys and values: f32, f16, bf16 or q8_0.
+    /// Default f16 (half of f32's memory, as llama.cpp); q8_0 about halves
+    /// f16's. Attention still computes in f32.
+    pub kv_cache_dtype: Option<KvDtype>,
     /// Threads for the model's matrix work. Default: the machine's physical
     /// cores (or `RAYON_NUM_THREADS`).
     pub threads: Option<usize>,

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use candle_core::Device;
-use mistralrs_core::model::{FloatType, LoadOptions, ProgressFn};
-use mistralrs_core::{EngineConfig, Router, SchedulerConfig};
+use mistralrs_core::model::{LoadOptions, ProgressFn};
+use mistralrs_core::{EngineConfig, KvDtype, Router, SchedulerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -118,13 +118,13 @@ fn load_model(router: &Router, entry: &ModelEntry, config: &Config) -> anyhow::R
         .with_context(|| format!("loading model `{name}` from {}", dir.display()))?;
     let defaults = SchedulerConfig::default();
     let engine_defaults = EngineConfig::default();
-    let kv_dtype = config.kv_cache_dtype.unwrap_or(FloatType::F16);
+    let kv_dtype = config.kv_cache_dtype.unwrap_or(KvDtype::F16);
     let num_blocks = match config.kv_cache_mem {
         Some(mem) => {
             let block = loaded
                 .model
                 .cache_shape(1, engine_defaults.block_size)
-                .bytes(kv_dtype.dtype());
+                .bytes(kv_dtype);
             let blocks = (mem.as_u64() / block as u64) as usize;
             anyhow::ensure!(
                 blocks > 0,
@@ -142,7 +142,7 @@ fn load_model(router: &Router, entry: &ModelEntry, config: &Config) -> anyhow::R
             max_waiting: config.max_waiting.unwrap_or(defaults.max_waiting),
         },
         num_blocks,
-        dtype: kv_dtype.dtype(),
+        cache_dtype: kv_dtype,
         ..engine_defaults
     };
     let engine = mistralrs_core::start(&name, loaded, engine_config)?;

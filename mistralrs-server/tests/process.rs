@@ -79,7 +79,7 @@ fn bad_model_settings_are_start_up_errors() {
     );
     refused(
         &["--kv-cache-dtype", "int4", "run", "-m", "demo"],
-        &["int4"],
+        &["int4", "f32, f16, bf16 or q8_0"],
     );
     refused(&["--kv-cache-mem", "lots", "run", "-m", "demo"], &["lots"]);
     refused(

@@ -116,6 +116,30 @@ async fn smollm2_requantized_with_a_cache_sized_in_memory() {
     );
 }
 
+/// A q8_0 KV cache (34 bytes per 32 values) sized as memory: still Paris, and
+/// the memory holds as many blocks as 34-byte blocks of values allow.
+#[tokio::test]
+async fn smollm2_with_a_q8_0_kv_cache() {
+    let server = Server::start_model(
+        "smollm2",
+        &["--kv-cache-dtype", "q8_0", "--kv-cache-mem", "16MiB"],
+    );
+    answers_paris(&server).await;
+    // 30 layers, keys and values, 16 slots a block, 3 * 64 values a slot.
+    let block_bytes = 2 * 30 * 16 * (3 * 64 / 32 * 34);
+    let health = server.health().await;
+    assert_eq!(
+        health["models"][0]["kv_cache_blocks_total"],
+        (16 << 20) / block_bytes,
+        "{health}"
+    );
+    assert_eq!(
+        health["models"][0]["memory"]["kv_cache_bytes"],
+        (16 << 20) / block_bytes * block_bytes,
+        "{health}"
+    );
+}
+
 /// The server's resident memory, from /proc.
 fn rss_bytes(server: &Server) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();

@@ -27,6 +27,16 @@ impl FloatType {
         }
     }
 
+    /// The KV cache type of the same floats.
+    pub fn kv_dtype(self) -> mistralrs_paged_attn::KvDtype {
+        use mistralrs_paged_attn::KvDtype;
+        match self {
+            Self::F32 => KvDtype::F32,
+            Self::F16 => KvDtype::F16,
+            Self::Bf16 => KvDtype::Bf16,
+        }
+    }
+
     /// Bytes per value.
     pub fn size_in_bytes(self) -> usize {
         self.dtype().size_in_bytes()

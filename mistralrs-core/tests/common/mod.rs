@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use mistralrs_core::model::{BatchInput, FloatType, Llama, LoadOptions, SeqChunk};
 use mistralrs_core::request::{Prompt, Request};
 use mistralrs_core::{EngineConfig, EngineHandle, SchedulerConfig};
-use mistralrs_paged_attn::{BlockManager, KvCache};
+use mistralrs_paged_attn::{BlockManager, KvCache, KvDtype};
 
 /// The demo model, written once per test binary.
 pub fn demo_dir() -> PathBuf {
@@ -45,7 +45,7 @@ pub fn engine_with(
             max_waiting: 64,
         },
         num_blocks,
-        dtype: dtype.dtype(),
+        cache_dtype: dtype.kv_dtype(),
         ..EngineConfig::default()
     };
     mistralrs_core::start(name, loaded, config).expect("engine")
@@ -100,11 +100,11 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(model: Llama) -> Self {
-        Self::with_cache_dtype(model, DType::F32)
+        Self::with_cache_dtype(model, KvDtype::F32)
     }
 
     /// A runner whose KV cache holds `dtype` values.
-    pub fn with_cache_dtype(model: Llama, dtype: DType) -> Self {
+    pub fn with_cache_dtype(model: Llama, dtype: KvDtype) -> Self {
         let shape = model.cache_shape(128, 4);
         let cache = KvCache::new(shape, dtype, &Device::Cpu).unwrap();
         let blocks = BlockManager::new(128, 4);

@@ -7,6 +7,7 @@
 #   RACE_SYSTEMS="ours-q4_1 llama.cpp" load-tests/model-race.sh 1 16
 #
 # Systems: ours-q4_1 (the GGUF as stored), ours-q4_1-1thread (--threads 1),
+# ours-q4_1-kv-q8_0 (--kv-cache-dtype q8_0),
 # ours-f32 (--dtype f32: every tensor dequantized), llama.cpp (node-llama-cpp
 # 3.21.1, installed pinned in load-tests/model-race by npm), mistralrs-gguf
 # (PyPI mistralrs 0.9.5, in a venv under target/), transformers-f32 (when
@@ -60,6 +61,7 @@ run_system() {
   case "$1" in
     ours-q4_1) ours ;;
     ours-q4_1-1thread) ours --threads 1 ;;
+    ours-q4_1-kv-q8_0) ours --kv-cache-dtype q8_0 ;;
     ours-f32) ours --kv-cache-dtype f32 --dtype f32 ;;
     llama.cpp) (cd "$race" && node llamacpp.mjs "$model" prompts.json "$max_tokens") ;;
     mistralrs-gguf) "$venv/bin/python" "$race/race.py" mistralrs "$model" "$race/prompts.json" "$max_tokens" 2>/dev/null ;;

@@ -139,15 +139,21 @@ def summary(results_path, out_prefix):
         for key, _ in METRICS:
             values = [r[key] for r in mine if isinstance(r.get(key), (int, float))]
             table[system][key] = statistics.median(values) if values else None
-        errors = [r[k] for r in mine for k in r if k.endswith("_error")]
-        if errors:
-            table[system]["error"] = errors[0]
+        # "streams8_error" fails the streams8_tok_s column, "run_error" all.
+        failed = {k.removesuffix("_error"): r[k] for r in mine for k in r if k.endswith("_error")}
+        if failed:
+            table[system]["error"] = next(iter(failed.values()))
+            table[system]["failed"] = sorted(failed)
     json.dump(table, open(f"{out_prefix}.json", "w"), indent=1)
     print("| system | " + " | ".join(label for _, label in METRICS) + " |")
     print("|---|" + "---|" * len(METRICS))
     for system, row in table.items():
-        cells = [("fails" if row.get("error") else "n/a") if row[k] is None else f"{row[k]:.2f}"
-                 for k, _ in METRICS]
+        def cell(key):
+            if row[key] is not None:
+                return f"{row[key]:.2f}"
+            failed = row.get("failed", [])
+            return "fails" if "run" in failed or any(key.startswith(f) for f in failed) else "n/a"
+        cells = [cell(k) for k, _ in METRICS]
         print(f"| {system} | " + " | ".join(cells) + " |")
     try:
         import matplotlib

@@ -9,6 +9,7 @@ mod llama;
 mod q4_1;
 mod quantize;
 mod rope;
+mod safetensors_reader;
 mod weights;
 
 use std::path::{Path, PathBuf};
@@ -148,10 +149,8 @@ pub fn load_decoder(dir: &Path, options: &LoadOptions) -> Result<Llama> {
         }
     }
     let dtype = options.dtype.map_or(DType::F32, FloatType::dtype);
-    // SAFETY: the files are memory-mapped read-only; like every mmap-based loader,
-    // this assumes nobody truncates them while the model is served.
-    #[allow(unsafe_code)]
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, &options.device)? };
+    let reader = safetensors_reader::SafetensorsReader::open(&files)?;
+    let vb = VarBuilder::from_backend(Box::new(reader), dtype, options.device.clone());
     let source = weights::Safetensors {
         vb,
         tie_word_embeddings: cfg.tie_word_embeddings,

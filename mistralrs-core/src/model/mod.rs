@@ -5,8 +5,11 @@ mod config;
 mod float_type;
 mod gguf;
 mod input;
+mod int8_tiles;
 mod llama;
 mod q4_1;
+#[cfg(target_arch = "x86_64")]
+mod q8_0;
 mod quantize;
 mod rope;
 mod safetensors_reader;

@@ -11,22 +11,15 @@
 //! AVX-512 VNNI, tiles of rows by tokens share their loads, which is what
 //! makes prefill and batched decode cheaper per token than one row at a time.
 
-use std::sync::Mutex;
-
+use candle_core::Tensor;
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Device, Tensor};
 use half::f16;
 
+use super::int8_tiles::{self, BLOCK, Q8Row, tiled_forward};
 use crate::{Error, Result};
 
-/// Values per block.
-const BLOCK: usize = 32;
 /// Bytes of a stored block: f16 scale, f16 minimum, 16 bytes of nibbles.
 const BLOCK_BYTES: usize = 20;
-/// Output rows per parallel work item.
-const ROWS_PER_ITEM: usize = 64;
-/// Tokens per parallel work item: its rows are read from cache for each.
-const TOKENS_PER_ITEM: usize = 16;
 
 /// A `[rows, cols]` Q4_1 matrix, split into arrays the dot product reads
 /// linearly: `value = scale * nibble + min`, nibble `j` of a block in the low
@@ -38,14 +31,6 @@ pub(crate) struct Q4_1Matrix {
     scales: Vec<f32>,
     mins: Vec<f32>,
     nibbles: Vec<[u8; BLOCK / 2]>,
-}
-
-/// One activation row rounded to 8 bits per block (ggml's Q8_1).
-struct Q8Row {
-    values: Vec<[i8; BLOCK]>,
-    scales: Vec<f32>,
-    /// `scale * sum(values)` per block, rounded to f16 as ggml stores it.
-    sums: Vec<f32>,
 }
 
 impl Q4_1Matrix {
@@ -93,46 +78,16 @@ impl Q4_1Matrix {
 
     /// `x W^T`: `x` is `[tokens, cols]` f32, the result `[tokens, rows]` f32.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (tokens, cols) = x.dims2()?;
+        let (_, cols) = x.dims2()?;
         if cols != self.cols {
             return Err(Error::Unsupported(format!(
                 "Q4_1 matmul of {cols} columns by a matrix of {}",
                 self.cols
             )));
         }
-        let x: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let rows_q8: Vec<Q8Row> = x.chunks_exact(cols).map(quantize_row).collect();
-        let mut out = vec![0f32; tokens * self.rows];
-        // One item per (run of tokens, run of rows), holding its tokens' slices
-        // of those rows: a run of rows is read once for all its tokens.
-        let mut slices: Vec<_> = out
-            .chunks_mut(self.rows)
-            .map(|row| row.chunks_mut(ROWS_PER_ITEM).collect::<Vec<_>>())
-            .collect();
-        let row_runs = self.rows.div_ceil(ROWS_PER_ITEM);
-        let mut items = Vec::new();
-        for first_token in (0..tokens).step_by(TOKENS_PER_ITEM) {
-            let group = &mut slices[first_token..(first_token + TOKENS_PER_ITEM).min(tokens)];
-            let mut by_run: Vec<Vec<&mut [f32]>> = (0..row_runs).map(|_| Vec::new()).collect();
-            for token_slices in group.iter_mut() {
-                for (run, slice) in token_slices.drain(..).enumerate() {
-                    by_run[run].push(slice);
-                }
-            }
-            for (run, outs) in by_run.into_iter().enumerate() {
-                let tokens = &rows_q8[first_token..first_token + outs.len()];
-                items.push(Mutex::new((tokens, run * ROWS_PER_ITEM, outs)));
-            }
-        }
-        candle_core::utils::barrier_pool().execute_chunked(items.len(), |range| {
-            for item in &items[range] {
-                let mut guard = item.lock().unwrap_or_else(|e| e.into_inner());
-                let (tokens, first_row, ref mut outs) = *guard;
-                self.dot_tile(tokens, first_row, outs);
-            }
-        });
-        drop(items);
-        Ok(Tensor::from_vec(out, (tokens, self.rows), &Device::Cpu)?)
+        tiled_forward(x, self.rows, |tokens, first_row, outs| {
+            self.dot_tile(tokens, first_row, outs)
+        })
     }
 
     /// `outs[t][i]` = token `t` times row `first_row + i`, with the fastest
@@ -141,8 +96,8 @@ impl Q4_1Matrix {
     /// on what is batched with it.
     fn dot_tile(&self, tokens: &[Q8Row], first_row: usize, outs: &mut [&mut [f32]]) {
         #[cfg(target_arch = "x86_64")]
-        if avx512::available() {
-            avx512::dot_tile(self, tokens, first_row, outs);
+        if int8_tiles::avx512::available() {
+            int8_tiles::avx512::dot_tiles(self, tokens, first_row, outs);
             return;
         }
         for (x, out) in tokens.iter().zip(outs.iter_mut()) {
@@ -194,75 +149,34 @@ impl Q4_1Matrix {
     }
 }
 
-/// AVX-512 VNNI, in tiles of four rows by up to four tokens: a row's nibbles
-/// are unpacked once for the tile's tokens and a token's values loaded once
-/// for its rows, and one `vpdpbusd` multiplies two blocks (unsigned nibbles by
-/// signed values, summed in fours). Per product the arithmetic is the same
-/// whatever the tile's shape.
+/// The AVX-512 VNNI tile for Q4_1: a row's nibbles are unpacked once for the
+/// tile's tokens, and one `vpdpbusd` multiplies two blocks (unsigned nibbles
+/// by signed values, summed in fours).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use std::arch::x86_64::_mm_castpd_ps;
     use std::arch::x86_64::{
-        __m128d, __m512, __m512i, __mmask16, _mm_load_sd, _mm256_loadu_si256, _mm256_srli_epi16,
-        _mm512_and_si512, _mm512_castps128_ps512, _mm512_castsi256_si512, _mm512_cvtepi32_ps,
-        _mm512_dpbusd_epi32, _mm512_fmadd_ps, _mm512_inserti64x4, _mm512_loadu_si512,
-        _mm512_maskz_loadu_ps, _mm512_mul_ps, _mm512_permutexvar_ps, _mm512_reduce_add_ps,
-        _mm512_set_epi32, _mm512_set1_epi8, _mm512_setzero_ps, _mm512_setzero_si512,
-        _mm512_shuffle_i64x2,
+        _mm256_loadu_si256, _mm256_srli_epi16, _mm512_and_si512, _mm512_castsi256_si512,
+        _mm512_cvtepi32_ps, _mm512_dpbusd_epi32, _mm512_fmadd_ps, _mm512_inserti64x4,
+        _mm512_loadu_si512, _mm512_mul_ps, _mm512_reduce_add_ps, _mm512_set_epi32,
+        _mm512_set1_epi8, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_shuffle_i64x2,
     };
 
     use super::{Q4_1Matrix, Q8Row};
+    use crate::model::int8_tiles::avx512::{Tiles, dot_f32, pair_scales};
 
-    const TILE_ROWS: usize = 4;
-    const TILE_TOKENS: usize = 4;
-
-    /// Whether this CPU runs the AVX-512 VNNI tiles.
-    pub(super) fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-
-    /// `outs[t][i]` = `tokens[t]` times row `first_row + i`; only called when
-    /// [`available`].
-    pub(super) fn dot_tile(
-        m: &Q4_1Matrix,
-        tokens: &[Q8Row],
-        first_row: usize,
-        outs: &mut [&mut [f32]],
-    ) {
-        assert!(available() && tokens.len() == outs.len());
-        let rows = outs.first().map_or(0, |out| out.len());
-        for (group, outs) in tokens.chunks(TILE_TOKENS).zip(outs.chunks_mut(TILE_TOKENS)) {
-            let mut i = 0;
-            while i < rows {
-                let tile_rows = if rows - i >= TILE_ROWS { TILE_ROWS } else { 1 };
-                // SAFETY: the CPU has AVX-512 F, BW and VNNI (asserted above).
-                #[allow(unsafe_code)]
-                unsafe {
-                    match tile_rows {
-                        TILE_ROWS => tile_of::<TILE_ROWS>(m, group, first_row, i, outs),
-                        _ => tile_of::<1>(m, group, first_row, i, outs),
-                    }
-                }
-                i += tile_rows;
+    impl Tiles for Q4_1Matrix {
+        fn tile<const R: usize, const T: usize>(
+            &self,
+            tokens: &[Q8Row],
+            first_row: usize,
+            i: usize,
+            outs: &mut [&mut [f32]],
+        ) {
+            // SAFETY: `Tiles` are only run where the CPU has AVX-512 F, BW and VNNI.
+            #[allow(unsafe_code)]
+            unsafe {
+                tile::<R, T>(self, tokens, first_row, i, outs)
             }
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn tile_of<const R: usize>(
-        m: &Q4_1Matrix,
-        tokens: &[Q8Row],
-        first_row: usize,
-        i: usize,
-        outs: &mut [&mut [f32]],
-    ) {
-        match tokens.len() {
-            1 => tile::<R, 1>(m, tokens, first_row, i, outs),
-            2 => tile::<R, 2>(m, tokens, first_row, i, outs),
-            3 => tile::<R, 3>(m, tokens, first_row, i, outs),
-            _ => tile::<R, TILE_TOKENS>(m, tokens, first_row, i, outs),
         }
     }
 
@@ -322,37 +236,6 @@ mod avx512 {
                 outs[t][i + r] = _mm512_reduce_add_ps(acc[r][t]) + mins;
             }
         }
-    }
-
-    /// `a . b` sixteen lanes at a time: the blocks' minimums times the
-    /// activations' block sums.
-    #[target_feature(enable = "avx512f")]
-    fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        let mut acc = _mm512_setzero_ps();
-        for (a, b) in a.chunks(16).zip(b.chunks(16)) {
-            let lanes: __mmask16 = (1u32 << a.len()).wrapping_sub(1) as __mmask16;
-            // SAFETY: the mask reads only the chunk's `a.len()` values.
-            #[allow(unsafe_code)]
-            let (a, b) = unsafe {
-                (
-                    _mm512_maskz_loadu_ps(lanes, a.as_ptr()),
-                    _mm512_maskz_loadu_ps(lanes, b.as_ptr()),
-                )
-            };
-            acc = _mm512_fmadd_ps(a, b, acc);
-        }
-        _mm512_reduce_add_ps(acc)
-    }
-
-    /// Two blocks' scales spread over the lanes that hold their sums.
-    #[target_feature(enable = "avx512f")]
-    fn pair_scales(pair: &[f32], block_of_lane: __m512i) -> __m512 {
-        assert_eq!(pair.len(), 2);
-        // SAFETY: two f32 are the 8 bytes `_mm_load_sd` reads.
-        #[allow(unsafe_code)]
-        let two: __m128d = unsafe { _mm_load_sd(pair.as_ptr().cast()) };
-        _mm512_permutexvar_ps(block_of_lane, _mm512_castps128_ps512(_mm_castpd_ps(two)))
     }
 }
 
@@ -440,50 +323,14 @@ fn block_dot(nibbles: &[u8; BLOCK / 2], values: &[i8; BLOCK]) -> i32 {
     sum
 }
 
-/// ggml's `quantize_row_q8_1`: per block, `scale = max|x| / 127` stored as
-/// f16, values `round(x / scale)` (by the unrounded scale), and the block's
-/// `f16(sum of values) * f16 scale` computed in f16.
-fn quantize_row(x: &[f32]) -> Q8Row {
-    let blocks = x.len() / BLOCK;
-    let mut row = Q8Row {
-        values: Vec::with_capacity(blocks),
-        scales: Vec::with_capacity(blocks),
-        sums: Vec::with_capacity(blocks),
-    };
-    for block in x.chunks_exact(BLOCK) {
-        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = amax / 127.0;
-        let inverse = if scale != 0.0 { 1.0 / scale } else { 0.0 };
-        let mut values = [0i8; BLOCK];
-        let mut sum = 0i32;
-        for (q, v) in values.iter_mut().zip(block) {
-            *q = (v * inverse).round() as i8;
-            sum += i32::from(*q);
-        }
-        let scale = f16::from_f32(scale);
-        row.values.push(values);
-        row.scales.push(scale.to_f32());
-        row.sums.push((f16::from_f32(sum as f32) * scale).to_f32());
-    }
-    row
-}
-
 #[cfg(test)]
 mod tests {
+    use candle_core::{DType, Device};
+
     use super::*;
+    use crate::model::int8_tiles::{TOKENS_PER_ITEM, quantize_row, random};
     use candle_core::Module;
     use candle_core::quantized::QMatMul;
-
-    fn random(len: usize, seed: u32) -> Vec<f32> {
-        // A small LCG: reproducible values in [-2, 2) without a dependency.
-        let mut state = seed;
-        (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-            })
-            .collect()
-    }
 
     #[test]
     fn matches_candles_q4_1_matmul() {

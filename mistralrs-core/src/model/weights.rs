@@ -14,6 +14,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
 use super::q4_1::Q4_1Matrix;
+#[cfg(target_arch = "x86_64")]
+use super::q8_0::Q8_0Matrix;
 use super::quantize::Quantizer;
 use crate::{Error, Result};
 
@@ -38,6 +40,9 @@ pub(crate) enum QuantizedWeight {
     Candle(QMatMul),
     /// Q4_1 on the CPU: our vectorized kernel (candle's is scalar there).
     Q4_1(Q4_1Matrix),
+    /// Q8_0 on a CPU with AVX-512 VNNI: our tiles (candle's kernel is AVX2).
+    #[cfg(target_arch = "x86_64")]
+    Q8_0(Q8_0Matrix),
 }
 
 impl QuantizedWeight {
@@ -46,6 +51,14 @@ impl QuantizedWeight {
         let rows_fit = tensor.shape().dims2().is_ok_and(|(_, cols)| cols % 64 == 0);
         if tensor.dtype() == GgmlDType::Q4_1 && tensor.device().is_cpu() && rows_fit {
             return Ok(Self::Q4_1(Q4_1Matrix::new(&tensor)?));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if tensor.dtype() == GgmlDType::Q8_0
+            && tensor.device().is_cpu()
+            && rows_fit
+            && let Some(matrix) = Q8_0Matrix::new(&tensor)?
+        {
+            return Ok(Self::Q8_0(matrix));
         }
         Ok(Self::Candle(QMatMul::from_qtensor(tensor)?))
     }
@@ -58,6 +71,8 @@ impl QuantizedWeight {
                 tensor_bytes(weight)
             }
             Self::Q4_1(matrix) => matrix.bytes(),
+            #[cfg(target_arch = "x86_64")]
+            Self::Q8_0(matrix) => matrix.bytes(),
         }
     }
 
@@ -66,6 +81,8 @@ impl QuantizedWeight {
         match self {
             Self::Candle(matmul) => Ok(matmul.forward(x)?),
             Self::Q4_1(matrix) => matrix.forward(x),
+            #[cfg(target_arch = "x86_64")]
+            Self::Q8_0(matrix) => matrix.forward(x),
         }
     }
 }

@@ -358,20 +358,12 @@ impl Problem<'_> {
             let start = (item.seq * self.heads + item.kv_head * group + h) * d;
             &self.q[start..start + d]
         };
-        let row_at = |slot: u32| slot as usize * width + item.kv_head * d;
-        // Row `j` into `row`, asking the memory for a row a few keys ahead: the
-        // rows of one kv head are strided across the cache.
-        let row_of = |cache: &R, j: usize, row: &mut [f32]| {
-            if let Some(&ahead) = slots.get(j + PREFETCH_AHEAD) {
-                cache.prefetch(row_at(ahead), d);
-            }
-            cache.read(row_at(slots[j]), row);
-        };
+        let column = item.kv_head * d;
         let mut row = vec![0f32; d];
         // Scores, `[group, keys]`.
         let mut scores = vec![0f32; group * slots.len()];
         for j in 0..slots.len() {
-            row_of(k, j, &mut row);
+            read_key_row(k, slots, j, width, column, &mut row);
             for h in 0..group {
                 scores[h * slots.len() + j] = dot(q_at(h), &row) * self.scale;
             }
@@ -394,12 +386,31 @@ impl Problem<'_> {
         }
         out.fill(0.0);
         for j in 0..slots.len() {
-            row_of(v, j, &mut row);
+            read_key_row(v, slots, j, width, column, &mut row);
             for (h, out) in out.chunks_exact_mut(d).enumerate() {
                 axpy(scores[h * slots.len() + j], &row, out);
             }
         }
     }
+}
+
+/// Row `j` of `slots` (its values `column..column + row.len()`) into `row`,
+/// asking the memory for the row a few keys ahead: the rows of one kv head are
+/// strided across the cache. A function, not a closure, so it is inlined into
+/// the kernel and vectorized with its features.
+#[inline(always)]
+fn read_key_row<R: Rows + ?Sized>(
+    cache: &R,
+    slots: &[u32],
+    j: usize,
+    width: usize,
+    column: usize,
+    row: &mut [f32],
+) {
+    if let Some(&ahead) = slots.get(j + PREFETCH_AHEAD) {
+        cache.prefetch(ahead as usize * width + column, row.len());
+    }
+    cache.read(slots[j] as usize * width + column, row);
 }
 
 /// Merges the partial softmaxes of one (sequence, kv head)'s runs of keys,

@@ -36,22 +36,42 @@ pub(super) fn quantize_row(x: &[f32]) -> Q8Row {
         scales: Vec::with_capacity(blocks),
         sums: Vec::with_capacity(blocks),
     };
+    #[cfg(target_arch = "x86_64")]
+    let vectorized = avx512::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    let vectorized = false;
     for block in x.chunks_exact(BLOCK) {
-        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = amax / 127.0;
-        let inverse = if scale != 0.0 { 1.0 / scale } else { 0.0 };
         let mut values = [0i8; BLOCK];
-        let mut sum = 0i32;
-        for (q, v) in values.iter_mut().zip(block) {
-            *q = (v * inverse).round() as i8;
-            sum += i32::from(*q);
-        }
+        let (scale, sum) = if vectorized {
+            #[cfg(target_arch = "x86_64")]
+            {
+                avx512::quantize_block(block, &mut values)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!()
+        } else {
+            quantize_block(block, &mut values)
+        };
         let scale = f16::from_f32(scale);
         row.values.push(values);
         row.scales.push(scale.to_f32());
         row.sums.push((f16::from_f32(sum as f32) * scale).to_f32());
     }
     row
+}
+
+/// One block rounded to 8 bits: its values into `values`, and its unrounded
+/// scale and the sum of its values.
+fn quantize_block(block: &[f32], values: &mut [i8; BLOCK]) -> (f32, i32) {
+    let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = amax / 127.0;
+    let inverse = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, v) in values.iter_mut().zip(block) {
+        *q = (v * inverse).round() as i8;
+        sum += i32::from(*q);
+    }
+    (scale, sum)
 }
 
 /// Reproducible values in [-2, 2) for the kernels' tests.
@@ -123,7 +143,16 @@ pub(super) mod avx512 {
         _mm512_setzero_ps,
     };
 
-    use super::Q8Row;
+    use std::arch::x86_64::{
+        _CMP_GE_OQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_ZERO, _mm_storeu_si128, _mm512_abs_ps,
+        _mm512_add_epi32, _mm512_and_si512, _mm512_castps_si512, _mm512_castsi512_ps,
+        _mm512_cmp_ps_mask, _mm512_cvtepi32_epi8, _mm512_cvttps_epi32, _mm512_loadu_ps,
+        _mm512_mask_add_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_or_si512, _mm512_reduce_add_epi32,
+        _mm512_reduce_max_ps, _mm512_roundscale_ps, _mm512_set1_epi32, _mm512_set1_ps,
+        _mm512_sub_ps,
+    };
+
+    use super::{BLOCK, Q8Row};
 
     const TILE_ROWS: usize = 4;
     const TILE_TOKENS: usize = 4;
@@ -177,6 +206,59 @@ pub(super) mod avx512 {
         }
     }
 
+    /// [`super::quantize_block`] sixteen values at a time, bit for bit: the
+    /// same products, and `round` (half away from zero) as truncation plus
+    /// one step away from zero where the dropped part is at least a half.
+    pub(crate) fn quantize_block(block: &[f32], values: &mut [i8; BLOCK]) -> (f32, i32) {
+        assert!(available() && block.len() == BLOCK);
+        // SAFETY: the CPU has AVX-512 F (asserted above).
+        #[allow(unsafe_code)]
+        unsafe {
+            quantize_block_avx512(block, values)
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn quantize_block_avx512(block: &[f32], values: &mut [i8; BLOCK]) -> (f32, i32) {
+        // SAFETY: `block` holds 32 values, two loads of 16.
+        #[allow(unsafe_code)]
+        let (low, high) = unsafe {
+            (
+                _mm512_loadu_ps(block.as_ptr()),
+                _mm512_loadu_ps(block.as_ptr().add(16)),
+            )
+        };
+        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(low), _mm512_abs_ps(high)));
+        let scale = amax / 127.0;
+        let inverse = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+        let (low, high) = (round(low, inverse), round(high, inverse));
+        // SAFETY: `values` is 32 writable bytes, two stores of 16.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm_storeu_si128(values.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(low));
+            _mm_storeu_si128(
+                values.as_mut_ptr().add(16).cast(),
+                _mm512_cvtepi32_epi8(high),
+            );
+        }
+        (scale, _mm512_reduce_add_epi32(_mm512_add_epi32(low, high)))
+    }
+
+    /// `round(x * inverse)` per lane, as integers.
+    #[target_feature(enable = "avx512f")]
+    fn round(x: __m512, inverse: f32) -> __m512i {
+        let t = _mm512_mul_ps(x, _mm512_set1_ps(inverse));
+        let whole = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
+        let dropped = _mm512_abs_ps(_mm512_sub_ps(t, whole));
+        let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(dropped, _mm512_set1_ps(0.5));
+        let sign = _mm512_and_si512(_mm512_castps_si512(t), _mm512_set1_epi32(i32::MIN));
+        let step = _mm512_castsi512_ps(_mm512_or_si512(
+            sign,
+            _mm512_castps_si512(_mm512_set1_ps(1.0)),
+        ));
+        _mm512_cvttps_epi32(_mm512_mask_add_ps(whole, away, whole, step))
+    }
+
     /// `a . b` sixteen lanes at a time: the blocks' minimums times the
     /// activations' block sums.
     #[target_feature(enable = "avx512f")]
@@ -206,5 +288,36 @@ pub(super) mod avx512 {
         #[allow(unsafe_code)]
         let two: __m128d = unsafe { _mm_load_sd(pair.as_ptr().cast()) };
         _mm512_permutexvar_ps(block_of_lane, _mm512_castps128_ps512(_mm_castpd_ps(two)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vectorized rounding gives the portable one's bits, ties included.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn vectorized_rounding_matches_the_portable_one() {
+        if !avx512::available() {
+            eprintln!("no AVX-512 here: only the portable rounding runs");
+            return;
+        }
+        // Random blocks, a zero block, and one whose scale is 1 so that the
+        // halves are exact ties in both directions.
+        let mut blocks: Vec<Vec<f32>> = (0..64).map(|i| random(BLOCK, 100 + i)).collect();
+        blocks.push(vec![0.0; BLOCK]);
+        blocks.push(
+            (0..BLOCK)
+                .map(|i| if i == 0 { 127.0 } else { i as f32 * 0.5 - 8.0 })
+                .collect(),
+        );
+        for block in &blocks {
+            let (mut want, mut got) = ([0i8; BLOCK], [0i8; BLOCK]);
+            let expected = quantize_block(block, &mut want);
+            let actual = avx512::quantize_block(block, &mut got);
+            assert_eq!((got, actual.1), (want, expected.1), "{block:?}");
+            assert_eq!(actual.0.to_bits(), expected.0.to_bits());
+        }
     }
 }

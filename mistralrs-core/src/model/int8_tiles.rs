@@ -3,12 +3,14 @@
 //! also Q8_0's), the split of a product into work items of tokens by rows, and
 //! the AVX-512 VNNI tiling of those items into four rows by four tokens.
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use half::f16;
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// Values per block.
 pub(super) const BLOCK: usize = 32;
@@ -85,6 +87,35 @@ pub(super) fn random(len: usize, seed: u32) -> Vec<f32> {
             (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
         })
         .collect()
+}
+
+/// The stored blocks of a `[rows, cols]` matrix of `dtype` whose rows are a
+/// whole number of block pairs (what the tiles read), with its shape; a
+/// matrix of another type or shape is an error naming the kernel.
+pub(super) fn stored_blocks(
+    tensor: &QTensor,
+    dtype: GgmlDType,
+    block_bytes: usize,
+) -> Result<(usize, usize, Cow<'_, [u8]>)> {
+    let (rows, cols) = tensor.shape().dims2()?;
+    if tensor.dtype() != dtype || cols % (2 * BLOCK) != 0 {
+        return Err(Error::Unsupported(format!(
+            "the {dtype:?} kernel needs a {dtype:?} matrix with rows of a multiple of {}, \
+             not {:?} {:?}",
+            2 * BLOCK,
+            tensor.dtype(),
+            tensor.shape()
+        )));
+    }
+    let data = tensor.data()?;
+    let blocks = rows * cols / BLOCK;
+    if data.len() != blocks * block_bytes {
+        return Err(Error::Unsupported(format!(
+            "a {dtype:?} tensor of {blocks} blocks holds {} bytes",
+            data.len()
+        )));
+    }
+    Ok((rows, cols, data))
 }
 
 /// `x W^T` for `x` `[tokens, cols]` and a `[rows, cols]` matrix whose products

@@ -36,23 +36,8 @@ pub(crate) struct Q4_1Matrix {
 impl Q4_1Matrix {
     /// The matrix of a Q4_1 tensor `[rows, cols]`.
     pub(crate) fn new(tensor: &QTensor) -> Result<Self> {
-        let (rows, cols) = tensor.shape().dims2()?;
-        if tensor.dtype() != GgmlDType::Q4_1 || cols % (2 * BLOCK) != 0 {
-            return Err(Error::Unsupported(format!(
-                "the Q4_1 kernel needs a Q4_1 matrix with rows of a multiple of 64, \
-                 not {:?} {:?}",
-                tensor.dtype(),
-                tensor.shape()
-            )));
-        }
-        let data = tensor.data()?;
+        let (rows, cols, data) = int8_tiles::stored_blocks(tensor, GgmlDType::Q4_1, BLOCK_BYTES)?;
         let blocks = rows * cols / BLOCK;
-        if data.len() != blocks * BLOCK_BYTES {
-            return Err(Error::Unsupported(format!(
-                "a Q4_1 tensor of {blocks} blocks holds {} bytes",
-                data.len()
-            )));
-        }
         let mut matrix = Self {
             rows,
             cols,

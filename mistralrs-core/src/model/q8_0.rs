@@ -14,7 +14,7 @@ use candle_core::Tensor;
 use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 
-use super::int8_tiles::{BLOCK, avx512, tiled_forward};
+use super::int8_tiles::{self, BLOCK, avx512, tiled_forward};
 use crate::{Error, Result};
 
 /// Bytes of a stored block: f16 scale, 32 signed bytes.
@@ -40,23 +40,8 @@ impl Q8_0Matrix {
     }
 
     fn unpack(tensor: &QTensor) -> Result<Self> {
-        let (rows, cols) = tensor.shape().dims2()?;
-        if tensor.dtype() != GgmlDType::Q8_0 || cols % (2 * BLOCK) != 0 {
-            return Err(Error::Unsupported(format!(
-                "the Q8_0 kernel needs a Q8_0 matrix with rows of a multiple of 64, \
-                 not {:?} {:?}",
-                tensor.dtype(),
-                tensor.shape()
-            )));
-        }
-        let data = tensor.data()?;
+        let (rows, cols, data) = int8_tiles::stored_blocks(tensor, GgmlDType::Q8_0, BLOCK_BYTES)?;
         let blocks = rows * cols / BLOCK;
-        if data.len() != blocks * BLOCK_BYTES {
-            return Err(Error::Unsupported(format!(
-                "a Q8_0 tensor of {blocks} blocks holds {} bytes",
-                data.len()
-            )));
-        }
         let mut matrix = Self {
             rows,
             cols,

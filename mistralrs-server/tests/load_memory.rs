@@ -9,18 +9,6 @@ use std::path::Path;
 use common::Server;
 use serde_json::{Value, json};
 
-/// The server's peak resident memory so far (VmHWM), from /proc.
-fn peak_rss_bytes(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
 /// A llama shaped `config` (hidden, intermediate, layers, heads, kv heads)
 /// with the demo model's tokenizer and every weight 0.01, as f32 safetensors.
 fn write_checkpoint(dir: &Path, dims: (usize, usize, usize, usize, usize)) {
@@ -101,14 +89,14 @@ async fn a_safetensors_checkpoint_loads_without_a_second_copy() {
     let baseline = {
         let demo = Server::start_model("demo", &small_flags);
         demo.health().await;
-        peak_rss_bytes(&demo)
+        demo.memory_bytes("VmHWM")
     };
     let server = Server::start_model(dir.path().to_str().unwrap(), &small_flags);
     let health = server.health().await;
     let weights = health["models"][0]["memory"]["weights_bytes"]
         .as_u64()
         .unwrap();
-    let peak = peak_rss_bytes(&server);
+    let peak = server.memory_bytes("VmHWM");
     let added = peak.saturating_sub(baseline);
     eprintln!(
         "weights {} MiB; peak RSS {} MiB, the demo's {} MiB: {:.2}x the weights added",

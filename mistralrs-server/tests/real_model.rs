@@ -140,18 +140,6 @@ async fn smollm2_with_a_q8_0_kv_cache() {
     );
 }
 
-/// The server's resident memory, from /proc.
-fn rss_bytes(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
 /// After a warm-up that writes every KV block, 20 identical rounds leave the
 /// resident memory within 5 % of where the warm-up left it; /health and
 /// /metrics account for it by part.
@@ -188,11 +176,11 @@ async fn memory_holds_steady_and_is_reported_by_part() {
         .as_u64()
         .unwrap();
     assert_eq!(free, 32, "every block is free again (cached): {health}");
-    let after_warm_up = rss_bytes(&server);
+    let after_warm_up = server.memory_bytes("VmRSS");
     let mut highest = after_warm_up;
     for _ in 0..20 {
         round(1000).await;
-        highest = highest.max(rss_bytes(&server));
+        highest = highest.max(server.memory_bytes("VmRSS"));
     }
     let growth = highest as f64 / after_warm_up as f64 - 1.0;
     eprintln!(

@@ -18,6 +18,25 @@ pub struct Server {
 }
 
 impl Server {
+    /// A memory figure of the server process from /proc (`VmRSS` now,
+    /// `VmHWM` its peak so far), in bytes.
+    pub fn memory_bytes(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| {
+                l.strip_prefix(field)
+                    .is_some_and(|rest| rest.starts_with(':'))
+            })
+            .unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    }
+
     /// `mistralrs-server --port 0 <extra> run -m demo`.
     pub fn start(extra: &[&str]) -> Self {
         Self::start_with_config(extra, None)

@@ -9,7 +9,7 @@
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll};
 
 use candle_core::Device;
@@ -17,12 +17,13 @@ use mistralrs_paged_attn::{BlockManager, KvCache, KvDtype, SeqId};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::chat_template::ChatTemplate;
+use crate::constraint::{ConstrainedOutput, Grammars, OutputConstraint};
 use crate::metrics::{ModelMetrics, metrics};
 use crate::model::{BatchInput, Llama, LoadedModel, SeqChunk};
 use crate::request::{Completion, Event, Failure, GeneratedToken, Prompt, Request};
 use crate::sampling::Sampler;
 use crate::scheduler::{Exit, Scheduler, SchedulerConfig, SchedulerStats, StepPlan};
-use crate::sequence::{Advance, Sequence, StopRules};
+use crate::sequence::{Advance, OutputRules, Sequence, StopRules};
 use crate::sync::Mutex;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -90,6 +91,8 @@ struct Shared {
     next_id: AtomicU64,
     stopping: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The grammar engine, built by the first constrained request.
+    grammars: OnceLock<std::result::Result<Grammars, String>>,
 }
 
 impl Shared {
@@ -150,6 +153,7 @@ pub fn start(name: &str, loaded: LoadedModel, config: EngineConfig) -> Result<En
         next_id: AtomicU64::new(1),
         stopping: AtomicBool::new(false),
         thread: Mutex::new("engine_thread", None),
+        grammars: OnceLock::new(),
     });
     let weak = Arc::downgrade(&shared);
     let device = config.device.clone();
@@ -257,6 +261,7 @@ fn step(engine: &Shared, model: &Llama, cache: &KvCache, device: &Device, plan: 
             Advance::Continue => continue,
             Advance::Finished(reason) => Exit::Finished(reason),
             Advance::CallerGone => Exit::Dropped,
+            Advance::Failed => Exit::Failed(Failure::Internal),
         };
         if let Some(seq) = scheduler.take(chunk.seq) {
             scheduler.exit(seq, exit);
@@ -342,9 +347,18 @@ impl EngineHandle {
         if !request.ignore_eos {
             token_ids.extend(&info.eos_token_ids);
         }
-        let stop = StopRules {
-            token_ids,
-            strings: request.stop.clone(),
+        let constraint = request
+            .constraint
+            .as_ref()
+            .map(|c| self.compile(c))
+            .transpose()?;
+        let output = OutputRules {
+            stop: StopRules {
+                token_ids,
+                strings: request.stop.clone(),
+            },
+            constraint,
+            keep_special_tokens: request.keep_special_tokens,
         };
         let id: SeqId = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (events, receiver) = unbounded_channel();
@@ -353,7 +367,7 @@ impl EngineHandle {
             prompt,
             max_len,
             Sampler::new(request.sampling),
-            stop,
+            output,
             events,
             Arc::clone(&self.shared.metrics),
         );
@@ -366,6 +380,23 @@ impl EngineHandle {
             engine: self.clone(),
             finished: false,
         })
+    }
+
+    /// Compiles an output constraint, building the model's grammar engine the
+    /// first time.
+    fn compile(&self, constraint: &OutputConstraint) -> Result<ConstrainedOutput> {
+        let info = &self.shared.info;
+        let grammars = self.shared.grammars.get_or_init(|| {
+            Grammars::new(&info.tokenizer, info.vocab_size, &info.eos_token_ids)
+                .map_err(|e| e.to_string())
+        });
+        match grammars {
+            Ok(grammars) => grammars.compile(constraint),
+            Err(e) => Err(Error::InvalidRequest(format!(
+                "model `{}` can't constrain its output: {e}",
+                info.name
+            ))),
+        }
     }
 
     /// Cancels a request; its blocks are freed at the start of the next step.

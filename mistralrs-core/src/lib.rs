@@ -5,6 +5,7 @@
 //! [`Router`], [`EngineHandle`] and the types of [`request`].
 
 pub mod chat_template;
+pub mod constraint;
 pub mod demo;
 mod engine;
 mod error;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::constraint::OutputConstraint;
 use crate::sampling::SamplingParams;
 
 /// The text to continue.
@@ -37,6 +38,11 @@ pub struct Request {
     pub stop_token_ids: Vec<u32>,
     /// Keep going past the model's end-of-sequence tokens.
     pub ignore_eos: bool,
+    /// What the output must match, enforced while sampling.
+    pub constraint: Option<OutputConstraint>,
+    /// Keep special tokens in the output text (tool-call markers such as
+    /// Mistral's `[TOOL_CALLS]` are special tokens).
+    pub keep_special_tokens: bool,
 }
 
 impl Request {
@@ -49,6 +55,8 @@ impl Request {
             stop: Vec::new(),
             stop_token_ids: Vec::new(),
             ignore_eos: false,
+            constraint: None,
+            keep_special_tokens: false,
         }
     }
 }

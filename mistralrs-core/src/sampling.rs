@@ -124,6 +124,18 @@ impl Sampler {
     /// Chooses the next token. `context` is prompt then output; the output is its
     /// last `output_len` tokens.
     pub fn sample(&mut self, logits: &[f32], context: &[u32], output_len: usize) -> Sampled {
+        self.sample_within(logits, context, output_len, |_| {})
+    }
+
+    /// [`Self::sample`] after `restrict` has set the scores of forbidden tokens
+    /// to -inf (a grammar's mask); log-probabilities stay the model's own.
+    pub fn sample_within(
+        &mut self,
+        logits: &[f32],
+        context: &[u32],
+        output_len: usize,
+        restrict: impl FnOnce(&mut [f32]),
+    ) -> Sampled {
         let (logprob, top) = match self.params.logprobs {
             Some(n) => (true, n),
             None => (false, 0),
@@ -131,6 +143,7 @@ impl Sampler {
         let raw_logprobs = logprob.then(|| log_softmax(logits));
         let mut scores = logits.to_vec();
         self.apply_penalties(&mut scores, context, output_len);
+        restrict(&mut scores);
         let token = if self.params.temperature == 0.0 || self.params.top_k == Some(1) {
             argmax(&scores)
         } else {

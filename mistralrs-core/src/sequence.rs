@@ -7,10 +7,20 @@ use std::time::Instant;
 use mistralrs_paged_attn::SeqId;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::constraint::ConstrainedOutput;
 use crate::metrics::ModelMetrics;
 use crate::request::{Completion, Event, Failure, FinishReason, GeneratedToken, Usage};
 use crate::sampling::{Sampled, Sampler};
 use crate::tokenizer::{IncrementalDecoder, Tokenizer};
+
+/// What shapes a sequence's output besides sampling: stop rules, a grammar,
+/// and whether special tokens show as text.
+#[derive(Debug, Default)]
+pub(crate) struct OutputRules {
+    pub(crate) stop: StopRules,
+    pub(crate) constraint: Option<ConstrainedOutput>,
+    pub(crate) keep_special_tokens: bool,
+}
 
 /// When a sequence stops, besides its length limit.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +76,8 @@ pub(crate) enum Advance {
     Finished(FinishReason),
     /// The caller dropped its stream.
     CallerGone,
+    /// The grammar engine failed (logged where it happened).
+    Failed,
 }
 
 /// A request being served.
@@ -81,6 +93,7 @@ pub(crate) struct Sequence {
     /// Total length at which generation stops.
     pub(crate) max_len: usize,
     sampler: Sampler,
+    constraint: Option<ConstrainedOutput>,
     stop: StopRules,
     decoder: IncrementalDecoder,
     held_back: String,
@@ -97,7 +110,7 @@ impl Sequence {
         prompt: Vec<u32>,
         max_len: usize,
         sampler: Sampler,
-        stop: StopRules,
+        output: OutputRules,
         events: UnboundedSender<Event>,
         metrics: Arc<ModelMetrics>,
     ) -> Self {
@@ -109,8 +122,9 @@ impl Sequence {
             cached_prompt_tokens: 0,
             max_len,
             sampler,
-            stop,
-            decoder: IncrementalDecoder::default(),
+            constraint: output.constraint,
+            stop: output.stop,
+            decoder: IncrementalDecoder::new(output.keep_special_tokens),
             held_back: String::new(),
             events,
             submitted: Instant::now(),
@@ -134,10 +148,46 @@ impl Sequence {
         self.events.is_closed()
     }
 
-    /// Chooses the next token from `logits` and applies it.
+    /// Chooses the next token from `logits` (within the grammar, if any) and
+    /// applies it.
     pub(crate) fn sample_and_accept(&mut self, logits: &[f32], tokenizer: &Tokenizer) -> Advance {
-        let sampled = self.sampler.sample(logits, &self.tokens, self.output_len());
-        self.accept(sampled, tokenizer)
+        let output_len = self.output_len();
+        let Some(constraint) = self.constraint.as_mut() else {
+            let sampled = self.sampler.sample(logits, &self.tokens, output_len);
+            return self.accept(sampled, tokenizer);
+        };
+        let mut masked = Ok(());
+        let sampled = self
+            .sampler
+            .sample_within(logits, &self.tokens, output_len, |scores| {
+                masked = constraint.mask(scores);
+            });
+        if let Err(e) = masked.and_then(|()| constraint.accept(sampled.token)) {
+            tracing::error!(seq = self.id, "constrained decoding failed: {e}");
+            return Advance::Failed;
+        }
+        let complete = constraint.is_complete();
+        match self.accept(sampled, tokenizer) {
+            // The grammar allows nothing more: the output is whole.
+            Advance::Continue if complete => {
+                self.release_held_back();
+                Advance::Finished(FinishReason::Stop)
+            }
+            other => other,
+        }
+    }
+
+    /// Sends text held back for a stop string that can no longer complete.
+    fn release_held_back(&mut self) {
+        let text = std::mem::take(&mut self.held_back);
+        if !text.is_empty() {
+            let _ = self.events.send(Event::Token(GeneratedToken {
+                id: *self.tokens.last().unwrap_or(&0),
+                text,
+                logprob: None,
+                top_logprobs: Vec::new(),
+            }));
+        }
     }
 
     fn accept(&mut self, sampled: Sampled, tokenizer: &Tokenizer) -> Advance {

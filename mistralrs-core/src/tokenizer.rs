@@ -97,6 +97,11 @@ impl Tokenizer {
         self.inner.decode(ids, skip_special_tokens).map_err(tok_err)
     }
 
+    /// The Hugging Face tokenizer underneath (the grammar engine reads its vocabulary).
+    pub(crate) fn hf(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
@@ -136,14 +141,24 @@ pub struct IncrementalDecoder {
     ids: Vec<u32>,
     prefix_offset: usize,
     read_offset: usize,
+    keep_special: bool,
 }
 
 impl IncrementalDecoder {
+    /// A decoder that writes special tokens out as text when `keep_special`.
+    pub fn new(keep_special: bool) -> Self {
+        Self {
+            keep_special,
+            ..Self::default()
+        }
+    }
+
     /// Adds `id` and returns the new text it completes, if any.
     pub fn step(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<Option<String>> {
         self.ids.push(id);
-        let prefix = tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset], true)?;
-        let full = tokenizer.decode(&self.ids[self.prefix_offset..], true)?;
+        let skip = !self.keep_special;
+        let prefix = tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset], skip)?;
+        let full = tokenizer.decode(&self.ids[self.prefix_offset..], skip)?;
         if full.len() <= prefix.len() || full.ends_with('\u{FFFD}') || !full.starts_with(&prefix) {
             return Ok(None);
         }

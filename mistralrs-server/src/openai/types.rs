@@ -106,6 +106,8 @@ impl CommonParams {
             stop,
             stop_token_ids: Vec::new(),
             ignore_eos: self.ignore_eos,
+            constraint: None,
+            keep_special_tokens: false,
         })
     }
 

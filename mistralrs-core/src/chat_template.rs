@@ -20,6 +20,7 @@ const TEMPLATE_NAME: &str = "chat";
 #[derive(Debug)]
 pub struct ChatTemplate {
     env: Environment<'static>,
+    source: String,
     bos_token: Option<String>,
     eos_token: Option<String>,
 }
@@ -64,13 +65,19 @@ impl ChatTemplate {
             },
         );
         env.add_filter("tojson", python_tojson);
-        env.add_template_owned(TEMPLATE_NAME, source)
+        env.add_template_owned(TEMPLATE_NAME, source.clone())
             .map_err(template_err)?;
         Ok(Self {
             env,
+            source,
             bos_token: bos_token.map(str::to_owned),
             eos_token: eos_token.map(str::to_owned),
         })
+    }
+
+    /// The template's text (callers look for the tool-call format it uses).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Renders `messages` (OpenAI chat messages) and `tools` (OpenAI tool

@@ -11,6 +11,7 @@ use mistralrs_core::Router;
 use mistralrs_mcp::Forwarder;
 use serde_json::{Value, json};
 
+use crate::openai::tools::ToolParser;
 use crate::openai::{self, ApiError};
 use crate::{metrics, unread_body};
 
@@ -23,6 +24,8 @@ pub struct AppState {
     pub started_unix: u64,
     /// Upstream MCP servers, when tools are forwarded.
     pub forwarder: Option<Arc<Forwarder>>,
+    /// The tool-call format set for every model (`--tool-parser`).
+    pub tool_parser: Option<ToolParser>,
 }
 
 /// The main port's routes: the OpenAI API, `/health` and the metrics endpoint

@@ -9,6 +9,7 @@ use mistralrs_core::KvDtype;
 use mistralrs_core::model::{FloatType, Quantization};
 
 use crate::config::{Config, ModelEntry};
+use crate::openai::tools::ToolParser;
 
 /// An OpenAI-compatible LLM inference server with Prometheus metrics.
 #[derive(Debug, Parser)]
@@ -45,6 +46,10 @@ pub struct Cli {
     /// Type of cached keys and values: f32, f16, bf16 or q8_0 [default: f16].
     #[arg(long, global = true, value_name = "TYPE")]
     pub kv_cache_dtype: Option<KvDtype>,
+    /// Tool-call format of the served models: hermes, llama3_json or mistral
+    /// [default: the one each chat template shows, else hermes].
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub tool_parser: Option<ToolParser>,
     /// Threads for the model's matrix work [default: the machine's physical
     /// cores, or RAYON_NUM_THREADS].
     #[arg(long, global = true, value_name = "N")]
@@ -103,6 +108,7 @@ impl Cli {
         }
         config.kv_cache_dtype = self.kv_cache_dtype.or(config.kv_cache_dtype);
         config.threads = self.threads.or(config.threads);
+        config.tool_parser = self.tool_parser.or(config.tool_parser);
         config.log_level = self.log_level.clone().or(config.log_level);
         let Command::Run {
             model,

@@ -14,6 +14,7 @@ use mistralrs_mcp::config::{McpClientConfig, ToolForwardingConfig};
 use serde::Deserialize;
 
 use crate::connections::ConnectionLimits;
+use crate::openai::tools::ToolParser;
 
 /// Longest connection timeout: a day (timers past that overflow the clock).
 const MAX_TIMEOUT_SECS: u64 = 86_400;
@@ -44,6 +45,9 @@ pub struct Config {
     /// Default f16 (half of f32's memory, as llama.cpp); q8_0 about halves
     /// f16's. Attention still computes in f32.
     pub kv_cache_dtype: Option<KvDtype>,
+    /// Tool-call format of the served models (`hermes`, `llama3_json`,
+    /// `mistral`). Default: the one each chat template shows, else `hermes`.
+    pub tool_parser: Option<ToolParser>,
     /// Threads for the model's matrix work. Default: the machine's physical
     /// cores (or `RAYON_NUM_THREADS`).
     pub threads: Option<usize>,

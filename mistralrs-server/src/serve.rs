@@ -170,6 +170,7 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
         router: Arc::clone(&router),
         started_unix,
         forwarder: forwarder.clone(),
+        tool_parser: config.tool_parser,
     });
     mistralrs_core::sync::set_instrumentation(config.prometheus_locks.enabled);
     let app = app(

@@ -132,8 +132,8 @@ impl McpHandler {
             Ok(engine) => engine,
             Err(e) => return Ok(tool_error(e.to_string())),
         };
-        let request = match body.prompt().and_then(|p| body.common.to_request(p, None)) {
-            Ok(request) => request,
+        let request = match body.engine_request(engine.info(), None, None) {
+            Ok((request, _)) => request,
             Err(e) => return Ok(tool_error(e.message().to_owned())),
         };
         let mut stream = match engine.submit(request) {

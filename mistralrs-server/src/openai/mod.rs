@@ -2,6 +2,7 @@
 
 mod error;
 mod respond;
+pub mod tools;
 mod types;
 
 use std::sync::Arc;
@@ -38,11 +39,12 @@ pub async fn chat_completions(
     let engine = state.router.get(body.common.model.as_deref())?;
     let model = engine.info().name.clone();
     let result = async {
-        let request = body.common.to_request(body.prompt()?, body.logprobs())?;
+        let (request, parser) =
+            body.engine_request(engine.info(), state.tool_parser, body.logprobs())?;
         let common = &body.common;
         respond(
             engine,
-            Endpoint::Chat,
+            Endpoint::Chat { tools: parser },
             request,
             common.stream,
             common.include_usage(),

@@ -11,18 +11,24 @@ use axum::Json;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
+use mistralrs_core::metrics::{ToolParserLabels, metrics};
 use mistralrs_core::request::{Completion, Event, GeneratedToken, Request};
 use mistralrs_core::tokenizer::Tokenizer;
 use mistralrs_core::{EngineHandle, RequestStream};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::tools::{ParsedCall, StreamPiece, ToolCallStream, ToolParser};
 
 /// Which API shape to answer in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Endpoint {
-    /// `/v1/chat/completions`.
-    Chat,
+    /// `/v1/chat/completions`, reading tool calls in this format when tools
+    /// were offered.
+    Chat {
+        /// The tool-call format.
+        tools: Option<ToolParser>,
+    },
     /// `/v1/completions`.
     Completion,
 }
@@ -30,15 +36,15 @@ pub(super) enum Endpoint {
 impl Endpoint {
     fn id_prefix(self) -> &'static str {
         match self {
-            Self::Chat => "chatcmpl",
+            Self::Chat { .. } => "chatcmpl",
             Self::Completion => "cmpl",
         }
     }
 
     fn object(self, streaming: bool) -> &'static str {
         match (self, streaming) {
-            (Self::Chat, false) => "chat.completion",
-            (Self::Chat, true) => "chat.completion.chunk",
+            (Self::Chat { .. }, false) => "chat.completion",
+            (Self::Chat { .. }, true) => "chat.completion.chunk",
             (Self::Completion, _) => "text_completion",
         }
     }
@@ -46,7 +52,7 @@ impl Endpoint {
     /// The endpoint's label in logs and metrics.
     pub(super) fn label(self) -> &'static str {
         match self {
-            Self::Chat => "chat_completions",
+            Self::Chat { .. } => "chat_completions",
             Self::Completion => "completions",
         }
     }
@@ -126,6 +132,12 @@ pub(super) async fn respond(
         completion_tokens: 0,
         outcome: "disconnected",
     };
+    let tool_stream = match endpoint {
+        Endpoint::Chat {
+            tools: Some(parser),
+        } if streaming => Some(ToolCallStream::new(parser)),
+        _ => None,
+    };
     let shaper = Shaper {
         envelope,
         engine,
@@ -133,6 +145,8 @@ pub(super) async fn respond(
         include_usage,
         log,
         text_offset: 0,
+        tool_stream,
+        calls_sent: 0,
     };
     if streaming {
         Ok(shaper.into_sse(stream).into_response())
@@ -153,6 +167,10 @@ struct Shaper {
     log: RequestLog,
     /// Characters of output so far (completions' `text_offset`).
     text_offset: usize,
+    /// Tool calls read out of a streamed chat answer.
+    tool_stream: Option<ToolCallStream>,
+    /// Tool calls streamed so far (the next call's `index`).
+    calls_sent: usize,
 }
 
 impl Shaper {
@@ -189,7 +207,26 @@ impl Shaper {
         let logprobs = self.logprobs.then(|| self.logprobs_json(tokens));
         let finish = completion.finish_reason.as_str();
         let choice = match self.envelope.endpoint {
-            Endpoint::Chat => json!({
+            Endpoint::Chat {
+                tools: Some(parser),
+            } => {
+                let parsed = parser.parse(&text);
+                self.count_calls(parser, parsed.calls.len(), parsed.failures);
+                let mut message = json!({"role": "assistant", "content": text});
+                let mut finish = finish;
+                if !parsed.calls.is_empty() {
+                    let calls: Vec<Value> = parsed.calls.iter().map(whole_call).collect();
+                    message["content"] = if parsed.content.is_empty() {
+                        Value::Null
+                    } else {
+                        Value::String(parsed.content)
+                    };
+                    message["tool_calls"] = Value::Array(calls);
+                    finish = calls_finish(finish);
+                }
+                json!({"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish})
+            }
+            Endpoint::Chat { tools: None } => json!({
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
                 "logprobs": logprobs,
@@ -209,7 +246,7 @@ impl Shaper {
         let tokenizer = self.tokenizer().clone();
         let text_of = |id: u32| tokenizer.decode(&[id], false).unwrap_or_default();
         match self.envelope.endpoint {
-            Endpoint::Chat => {
+            Endpoint::Chat { .. } => {
                 let entry = |text: String, logprob: f32| json!({"token": text, "logprob": logprob, "bytes": text.as_bytes()});
                 let content: Vec<Value> = tokens
                     .iter()
@@ -248,7 +285,7 @@ impl Shaper {
             .logprobs
             .then(|| self.logprobs_json(std::slice::from_ref(token)));
         let choice = match self.envelope.endpoint {
-            Endpoint::Chat => {
+            Endpoint::Chat { .. } => {
                 json!({"index": 0, "delta": {"content": token.text}, "logprobs": logprobs, "finish_reason": null})
             }
             Endpoint::Completion => {
@@ -258,8 +295,83 @@ impl Shaper {
         self.envelope.body(true, json!([choice]))
     }
 
+    /// Chunks for one token of a chat answer with tools: its text pieces and
+    /// the calls it completed; the token's log-probabilities ride on the first.
+    fn tool_chunks(&mut self, token: &GeneratedToken) -> Vec<Value> {
+        let pieces = match self.tool_stream.as_mut() {
+            Some(stream) => stream.push(&token.text),
+            None => return vec![self.delta_chunk(token)],
+        };
+        let mut logprobs = self
+            .logprobs
+            .then(|| self.logprobs_json(std::slice::from_ref(token)));
+        let mut chunks = self.piece_chunks(pieces, &mut logprobs);
+        if let Some(logprobs) = logprobs {
+            chunks.push(self.chat_delta(json!({"content": ""}), Some(logprobs)));
+        }
+        chunks
+    }
+
+    fn piece_chunks(
+        &mut self,
+        pieces: Vec<StreamPiece>,
+        logprobs: &mut Option<Value>,
+    ) -> Vec<Value> {
+        let mut chunks = Vec::new();
+        for piece in pieces {
+            match piece {
+                StreamPiece::Content(text) => {
+                    chunks.push(self.chat_delta(json!({"content": text}), logprobs.take()));
+                }
+                StreamPiece::Call(call) => {
+                    // As OpenAI streams a call: index, id and name first, then
+                    // the arguments.
+                    let index = self.calls_sent;
+                    self.calls_sent += 1;
+                    let head = json!({"tool_calls": [{
+                        "index": index,
+                        "id": call_id(),
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": ""},
+                    }]});
+                    chunks.push(self.chat_delta(head, logprobs.take()));
+                    let arguments = json!({"tool_calls": [{
+                        "index": index,
+                        "function": {"arguments": call.arguments.to_string()},
+                    }]});
+                    chunks.push(self.chat_delta(arguments, None));
+                }
+            }
+        }
+        chunks
+    }
+
+    fn chat_delta(&self, delta: Value, logprobs: Option<Value>) -> Value {
+        self.envelope.body(
+            true,
+            json!([{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": null}]),
+        )
+    }
+
+    /// Counts the calls a model wrote and those that could not be read.
+    fn count_calls(&self, parser: ToolParser, calls: usize, failures: usize) {
+        let labels = ToolParserLabels {
+            model: &self.envelope.model,
+            parser: parser.label(),
+        };
+        let m = metrics();
+        if calls > 0 {
+            m.tool_calls_generated.get(&labels).inc_by(calls as u64);
+        }
+        if failures > 0 {
+            m.tool_call_parse_failures
+                .get(&labels)
+                .inc_by(failures as u64);
+        }
+    }
+
     fn first_chunk(&self) -> Option<Value> {
-        (self.envelope.endpoint == Endpoint::Chat).then(|| {
+        matches!(self.envelope.endpoint, Endpoint::Chat { .. }).then(|| {
             self.envelope.body(
                 true,
                 json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
@@ -267,17 +379,32 @@ impl Shaper {
         })
     }
 
-    fn last_chunks(&self, completion: &Completion) -> Vec<Value> {
-        let finish = completion.finish_reason.as_str();
+    fn last_chunks(&mut self, completion: &Completion) -> Vec<Value> {
+        let mut chunks = Vec::new();
+        let mut finish = completion.finish_reason.as_str();
+        if let (
+            Some(stream),
+            Endpoint::Chat {
+                tools: Some(parser),
+            },
+        ) = (self.tool_stream.take(), self.envelope.endpoint)
+        {
+            let (pieces, failures) = stream.finish();
+            chunks = self.piece_chunks(pieces, &mut None);
+            self.count_calls(parser, self.calls_sent, failures);
+            if self.calls_sent > 0 {
+                finish = calls_finish(finish);
+            }
+        }
         let choice = match self.envelope.endpoint {
-            Endpoint::Chat => {
+            Endpoint::Chat { .. } => {
                 json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish})
             }
             Endpoint::Completion => {
                 json!({"index": 0, "text": "", "logprobs": null, "finish_reason": finish})
             }
         };
-        let mut chunks = vec![self.envelope.body(true, json!([choice]))];
+        chunks.push(self.envelope.body(true, json!([choice])));
         if self.include_usage {
             let mut usage = self.envelope.body(true, json!([]));
             usage["usage"] = usage_json(completion);
@@ -299,9 +426,11 @@ impl Shaper {
                 Some(Event::Token(token)) if token.text.is_empty() && !shaper.logprobs => {
                     Vec::new()
                 }
-                Some(Event::Token(token)) => {
-                    vec![SseEvent::default().data(shaper.delta_chunk(&token).to_string())]
-                }
+                Some(Event::Token(token)) => shaper
+                    .tool_chunks(&token)
+                    .into_iter()
+                    .map(|c| SseEvent::default().data(c.to_string()))
+                    .collect(),
                 Some(Event::Done(completion)) => {
                     shaper.finished(&completion, completion.finish_reason.as_str());
                     let mut out: Vec<SseEvent> = shaper
@@ -335,6 +464,30 @@ impl Shaper {
             .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)));
         Sse::new(all).keep_alive(KeepAlive::default())
     }
+}
+
+/// `finish_reason` of an answer that made calls: `tool_calls` unless it was
+/// cut short.
+fn calls_finish(finish: &'static str) -> &'static str {
+    if finish == "stop" {
+        "tool_calls"
+    } else {
+        finish
+    }
+}
+
+/// A fresh call id, in OpenAI's shape.
+fn call_id() -> String {
+    format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24])
+}
+
+/// A call as a whole (non-streamed) message carries it.
+fn whole_call(call: &ParsedCall) -> Value {
+    json!({
+        "id": call_id(),
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments.to_string()},
+    })
 }
 
 fn usage_json(completion: &Completion) -> Value {

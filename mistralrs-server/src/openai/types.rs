@@ -4,12 +4,14 @@
 //! wrong type are 400s naming the field (serde's message).
 
 use axum::extract::FromRequest;
+use mistralrs_core::ModelInfo;
 use mistralrs_core::request::{Prompt, Request};
 use mistralrs_core::sampling::SamplingParams;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::ApiError;
+use super::tools::{self, ToolFields, ToolParser};
 
 /// `axum::Json` whose rejections are OpenAI-style errors.
 #[derive(Debug, FromRequest)]
@@ -124,10 +126,14 @@ impl CommonParams {
 pub struct ChatCompletionRequest {
     /// The conversation.
     pub messages: Vec<Value>,
-    /// Tool definitions for the chat template.
+    /// Functions the model may call.
     pub tools: Option<Vec<Value>>,
-    /// `none` hides the tools from the template; other values pass them.
+    /// `none`, `auto`, `required` or a named function.
     pub tool_choice: Option<Value>,
+    /// Several calls in one answer (default true).
+    pub parallel_tool_calls: Option<bool>,
+    /// `text`, `json_object` or `json_schema`: what the answer must be.
+    pub response_format: Option<Value>,
     /// Return log-probabilities of the output tokens.
     #[serde(default)]
     pub logprobs: bool,
@@ -139,26 +145,41 @@ pub struct ChatCompletionRequest {
 }
 
 impl ChatCompletionRequest {
-    /// The prompt: messages checked and text-part arrays joined into strings, the
-    /// form chat templates expect.
-    pub fn prompt(&self) -> Result<Prompt, ApiError> {
+    /// The engine request for `model`, and the tool-call format its answer is
+    /// read in when tools are offered (`parser` overrides the template's).
+    pub fn engine_request(
+        &self,
+        model: &ModelInfo,
+        parser: Option<ToolParser>,
+        logprobs: Option<usize>,
+    ) -> Result<(Request, Option<ToolParser>), ApiError> {
+        let fields = ToolFields {
+            tools: self.tools.as_deref(),
+            tool_choice: self.tool_choice.as_ref(),
+            parallel_tool_calls: self.parallel_tool_calls,
+            response_format: self.response_format.as_ref(),
+        };
+        let plan = tools::plan(self.messages()?, fields, model, parser)?;
+        let mut request = self.common.to_request(plan.prompt, logprobs)?;
+        request.constraint = plan.constraint;
+        request.keep_special_tokens = plan.parser.is_some_and(ToolParser::needs_special_tokens);
+        Ok((request, plan.parser))
+    }
+
+    /// The messages checked and text-part arrays joined into strings, the form
+    /// chat templates expect.
+    fn messages(&self) -> Result<Vec<Value>, ApiError> {
         if self.messages.is_empty() {
             return Err(ApiError::invalid(
                 "messages",
                 "`messages` must not be empty",
             ));
         }
-        let messages = self
-            .messages
+        self.messages
             .iter()
             .enumerate()
             .map(|(i, m)| normalize_message(i, m))
-            .collect::<Result<_, _>>()?;
-        let tools = match &self.tool_choice {
-            Some(Value::String(choice)) if choice == "none" => None,
-            _ => self.tools.clone(),
-        };
-        Ok(Prompt::Chat { messages, tools })
+            .collect()
     }
 
     /// Alternatives per token, when log-probabilities are asked for.

@@ -71,11 +71,7 @@ impl std::fmt::Debug for Grammars {
 impl Grammars {
     /// The engine for `tokenizer`, padded to the model's `vocab_size` logits,
     /// where any of `eos_token_ids` ends a finished output.
-    pub(crate) fn new(
-        tokenizer: &Tokenizer,
-        vocab_size: usize,
-        eos_token_ids: &[u32],
-    ) -> Result<Self> {
+    pub fn new(tokenizer: &Tokenizer, vocab_size: usize, eos_token_ids: &[u32]) -> Result<Self> {
         let mut bytes =
             ByteTokenizer::from_tokenizer(tokenizer.hf().clone()).map_err(unsupported)?;
         if !eos_token_ids.is_empty() {
@@ -91,7 +87,7 @@ impl Grammars {
 
     /// Compiles `constraint` for one request; a grammar the engine refuses is
     /// an invalid request naming why.
-    pub(crate) fn compile(&self, constraint: &OutputConstraint) -> Result<ConstrainedOutput> {
+    pub fn compile(&self, constraint: &OutputConstraint) -> Result<ConstrainedOutput> {
         let parser = self
             .factory
             .create_parser(constraint.grammar())
@@ -105,7 +101,7 @@ impl Grammars {
 }
 
 /// One sequence's position in its grammar.
-pub(crate) struct ConstrainedOutput {
+pub struct ConstrainedOutput {
     matcher: Matcher,
 }
 
@@ -117,7 +113,7 @@ impl std::fmt::Debug for ConstrainedOutput {
 
 impl ConstrainedOutput {
     /// Sets the score of every token the grammar does not allow next to -inf.
-    pub(crate) fn mask(&mut self, scores: &mut [f32]) -> std::result::Result<(), String> {
+    pub fn mask(&mut self, scores: &mut [f32]) -> std::result::Result<(), String> {
         let allowed = self
             .matcher
             .compute_mask_or_eos()
@@ -131,7 +127,7 @@ impl ConstrainedOutput {
     }
 
     /// Moves past `token`, which the last mask allowed.
-    pub(crate) fn accept(&mut self, token: u32) -> std::result::Result<(), String> {
+    pub fn accept(&mut self, token: u32) -> std::result::Result<(), String> {
         if self.matcher.is_stopped() {
             return Ok(());
         }
@@ -141,7 +137,7 @@ impl ConstrainedOutput {
     }
 
     /// Whether the grammar allows nothing more: the output is complete.
-    pub(crate) fn is_complete(&self) -> bool {
+    pub fn is_complete(&self) -> bool {
         self.matcher.is_stopped()
     }
 }

@@ -97,8 +97,8 @@ impl Tokenizer {
         self.inner.decode(ids, skip_special_tokens).map_err(tok_err)
     }
 
-    /// The Hugging Face tokenizer underneath (the grammar engine reads its vocabulary).
-    pub(crate) fn hf(&self) -> &tokenizers::Tokenizer {
+    /// The Hugging Face tokenizer underneath (grammar engines read its vocabulary).
+    pub fn hf(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
 

@@ -358,6 +358,20 @@ metrics! {
         "tool_call_parse_failures_total",
         "Generated tool calls that could not be parsed and were returned as text.",
     );
+    /// `model_tool_rounds{model}`: rounds of forwarded-tool calls a request's
+    /// model made before its answer (0 when it called none).
+    pub model_tool_rounds: HistogramFamily<ModelLabel<'static>> = Family::histogram(
+        "model_tool_rounds",
+        "Rounds of MCP tool calls a served model made per request.",
+        &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 12.0, 20.0],
+    );
+    /// `model_tool_seconds{model}`: time one round of a model's forwarded-tool
+    /// calls took (the calls of a round run at once).
+    pub model_tool_seconds: HistogramFamily<ModelLabel<'static>> = Family::histogram(
+        "model_tool_seconds",
+        "Time a served model's round of MCP tool calls took.",
+        &tool_buckets(),
+    );
     /// `tool_cache_hits_total{namespace}`: calls answered from the cache.
     pub tool_cache_hits: CounterFamily<NamespaceLabel<'static>> = Family::counter(
         "tool_cache_hits_total",

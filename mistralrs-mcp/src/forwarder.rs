@@ -124,6 +124,56 @@ fn tool_error(message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
+/// A tool result as text: its text parts joined, other parts as JSON (the
+/// structured content when there are no parts).
+fn result_text(result: &CallToolResult) -> String {
+    let parts: Vec<String> = result
+        .content
+        .iter()
+        .map(|content| match content {
+            ContentBlock::Text(text) => text.text.clone(),
+            other => serde_json::to_string(other).unwrap_or_default(),
+        })
+        .collect();
+    match (&result.structured_content, parts.is_empty()) {
+        (Some(structured), true) => structured.to_string(),
+        _ => parts.join("\n"),
+    }
+}
+
+/// Who a forwarded call answers to: where its progress notifications go and
+/// what cancels it.
+#[derive(Debug)]
+pub struct CallOrigin {
+    progress: Option<ProgressRoute>,
+    cancel: CancellationToken,
+}
+
+impl CallOrigin {
+    /// An MCP client's call: its progress token and its cancellation.
+    pub fn client(context: &RequestContext<RoleServer>) -> Self {
+        Self {
+            progress: context
+                .meta
+                .get_progress_token()
+                .map(|token| ProgressRoute {
+                    peer: context.peer.clone(),
+                    token,
+                }),
+            cancel: context.ct.clone(),
+        }
+    }
+
+    /// A call the served model makes: no progress to relay; `cancel` ends it
+    /// when the request that runs the model goes away.
+    pub fn model(cancel: CancellationToken) -> Self {
+        Self {
+            progress: None,
+            cancel,
+        }
+    }
+}
+
 impl Forwarder {
     /// Connects to every configured upstream at once and waits until each has
     /// connected or failed (bounded by the longest timeout); one that fails is
@@ -282,6 +332,32 @@ impl Forwarder {
             .is_some_and(|(server, _)| self.upstreams.contains_key(server))
     }
 
+    /// The upstream (namespace) a forwarded name belongs to.
+    pub fn namespace_of<'a>(&self, name: &'a str) -> Option<&'a str> {
+        self.names.parse(name).map(|(server, _)| server)
+    }
+
+    /// A call the served model made, as [`Self::call_tool`] runs it, with what
+    /// the model reads back: the result's text (other parts as JSON), or the
+    /// refusal's message; and whether it failed.
+    pub async fn call_for_model(
+        &self,
+        caller: &CallerScope,
+        name: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+        cancel: CancellationToken,
+    ) -> (String, bool) {
+        let mut request = CallToolRequestParams::new(name.to_owned());
+        request.arguments = Some(arguments);
+        match self
+            .call_tool(caller, request, CallOrigin::model(cancel))
+            .await
+        {
+            Ok(result) => (result_text(&result), result.is_error == Some(true)),
+            Err(error) => (format!("error: {}", error.message), true),
+        }
+    }
+
     /// Tells this session when the forwarded lists change.
     pub fn subscribe(&self, peer: Peer<RoleServer>) {
         let mut subscribers = self.subscribers.lock();
@@ -351,7 +427,7 @@ impl Forwarder {
     }
 
     /// Calls a forwarded tool for `caller`: parse, policy, argument checks,
-    /// cache, then the upstream with its timeout. The client's progress token
+    /// cache, then the upstream with its timeout. The origin's progress token
     /// and cancellation travel with the call. Upstream failures are tool
     /// errors (`isError`) carrying the upstream's message; calls the caller may
     /// not make, or with bad arguments, are JSON-RPC errors.
@@ -359,7 +435,7 @@ impl Forwarder {
         &self,
         caller: &CallerScope,
         request: CallToolRequestParams,
-        context: &RequestContext<RoleServer>,
+        origin: CallOrigin,
     ) -> std::result::Result<CallToolResult, McpError> {
         let name = request.name.to_string();
         let Some((server, tool)) = self.names.parse(&name) else {
@@ -421,7 +497,7 @@ impl Forwarder {
             upstream_request.arguments = Some(map);
         }
         let result = self
-            .send_call(upstream, &connection, server, upstream_request, context)
+            .send_call(upstream, &connection, server, upstream_request, origin)
             .await;
         match &result {
             Ok(result) if result.is_error == Some(true) => count_call(server, tool, "tool_error"),
@@ -493,7 +569,7 @@ impl Forwarder {
         connection: &Connection,
         server: &str,
         request: CallToolRequestParams,
-        context: &RequestContext<RoleServer>,
+        origin: CallOrigin,
     ) -> std::result::Result<CallToolResult, McpError> {
         let started = Instant::now();
         let options =
@@ -513,19 +589,15 @@ impl Forwarder {
                 return Ok(tool_error(format!("upstream MCP server `{server}`: {e}")));
             }
         };
-        let _route = context.meta.get_progress_token().map(|token| {
-            upstream.progress.register(
-                handle.progress_token.clone(),
-                ProgressRoute {
-                    peer: context.peer.clone(),
-                    token,
-                },
-            )
+        let _route = origin.progress.map(|route| {
+            upstream
+                .progress
+                .register(handle.progress_token.clone(), route)
         });
         let (id, peer) = (handle.id.clone(), handle.peer.clone());
         let response = tokio::select! {
             response = handle.await_response() => response,
-            () = context.ct.cancelled() => {
+            () = origin.cancel.cancelled() => {
                 count_error(server, Failure::Cancelled);
                 let reason = Some("the client cancelled the call".to_owned());
                 let _ = peer

@@ -22,6 +22,22 @@ pub struct UpstreamHealth {
     pub name: String,
 }
 
+/// Who a forwarded call answers to; nothing is forwarded in this build.
+#[derive(Debug)]
+pub struct CallOrigin;
+
+impl CallOrigin {
+    /// An MCP client's call.
+    pub fn client(_context: &RequestContext<RoleServer>) -> Self {
+        Self
+    }
+
+    /// A call the served model makes.
+    pub fn model(_cancel: tokio_util::sync::CancellationToken) -> Self {
+        Self
+    }
+}
+
 /// Uninhabited: [`Forwarder::start`] always returns `None`.
 #[derive(Debug)]
 pub enum Forwarder {}
@@ -56,6 +72,22 @@ impl Forwarder {
     }
 
     /// Never called.
+    pub fn namespace_of<'a>(&self, _name: &'a str) -> Option<&'a str> {
+        match *self {}
+    }
+
+    /// Never called.
+    pub async fn call_for_model(
+        &self,
+        _caller: &CallerScope,
+        _name: &str,
+        _arguments: serde_json::Map<String, serde_json::Value>,
+        _cancel: tokio_util::sync::CancellationToken,
+    ) -> (String, bool) {
+        match *self {}
+    }
+
+    /// Never called.
     pub fn subscribe(&self, _peer: Peer<RoleServer>) {
         match *self {}
     }
@@ -75,7 +107,7 @@ impl Forwarder {
         &self,
         _caller: &CallerScope,
         _request: CallToolRequestParams,
-        _context: &RequestContext<RoleServer>,
+        _origin: CallOrigin,
     ) -> std::result::Result<CallToolResult, McpError> {
         match *self {}
     }

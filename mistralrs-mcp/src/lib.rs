@@ -21,12 +21,12 @@ mod forwarder;
 #[cfg(feature = "tool-forwarding")]
 mod policy;
 #[cfg(feature = "tool-forwarding")]
-pub use forwarder::{Forwarder, UpstreamHealth};
+pub use forwarder::{CallOrigin, Forwarder, UpstreamHealth};
 
 #[cfg(not(feature = "tool-forwarding"))]
 mod forwarder_disabled;
 #[cfg(not(feature = "tool-forwarding"))]
-pub use forwarder_disabled::{Forwarder, UpstreamHealth};
+pub use forwarder_disabled::{CallOrigin, Forwarder, UpstreamHealth};
 
 pub use scope::CallerScope;
 

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use axum::http::request::Parts;
-use mistralrs_core::Router;
 use mistralrs_core::request::{Completion, Event};
-use mistralrs_mcp::{CallerScope, Forwarder};
+use mistralrs_core::{EngineHandle, Router};
+use mistralrs_mcp::{CallOrigin, CallerScope, Forwarder};
 #[allow(deprecated)]
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
@@ -28,7 +28,8 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::openai::ChatCompletionRequest;
+use crate::openai::tool_loop::{self, McpToolset, ToolLoop};
+use crate::openai::{ChatCompletionRequest, McpSelection};
 
 const CHAT_TOOL: &str = "chat";
 
@@ -57,7 +58,13 @@ static CHAT_SCHEMA: LazyLock<Arc<JsonObject>> = LazyLock::new(|| {
             "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
             "repetition_penalty": {"type": "number", "exclusiveMinimum": 0},
             "seed": {"type": "integer", "minimum": 0},
-            "stop": {"type": ["string", "array"], "items": {"type": "string"}}
+            "stop": {"type": ["string", "array"], "items": {"type": "string"}},
+            "mcp_tools": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Forwarded tools (as tools/list names them) the model may call; the server runs its calls and feeds the results back."
+            },
+            "max_tool_rounds": {"type": "integer", "minimum": 0, "maximum": 20, "description": "Most rounds of tool calls (default 5)."}
         },
         "required": ["messages"]
     });
@@ -124,7 +131,8 @@ impl McpHandler {
     ) -> Result<CallToolResult, McpError> {
         // Bad arguments are a tool error the model can read (SEP-1303), never a
         // protocol error.
-        let body: ChatCompletionRequest = match serde_json::from_value(Value::Object(arguments)) {
+        let mut body: ChatCompletionRequest = match serde_json::from_value(Value::Object(arguments))
+        {
             Ok(body) => body,
             Err(e) => return Ok(tool_error(format!("chat arguments: {e}"))),
         };
@@ -132,6 +140,13 @@ impl McpHandler {
             Ok(engine) => engine,
             Err(e) => return Ok(tool_error(e.to_string())),
         };
+        let selection = match body.take_mcp_selection() {
+            Ok(selection) => selection,
+            Err(e) => return Ok(tool_error(e.message().to_owned())),
+        };
+        if !selection.is_empty() {
+            return self.chat_with_tools(engine, body, selection, context).await;
+        }
         let request = match body.engine_request(engine.info(), None, None) {
             Ok((request, _)) => request,
             Err(e) => return Ok(tool_error(e.message().to_owned())),
@@ -178,6 +193,60 @@ impl McpHandler {
 }
 
 impl McpHandler {
+    /// A chat whose model calls forwarded tools, with the caller's key scope:
+    /// the answer, and the calls made in `structuredContent.mcp_tool_calls`.
+    async fn chat_with_tools(
+        &self,
+        engine: EngineHandle,
+        body: ChatCompletionRequest,
+        selection: McpSelection,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let toolset = match McpToolset::resolve(
+            self.forwarder.as_ref(),
+            caller(&context),
+            &selection.names,
+            &selection.servers,
+        ) {
+            Ok(toolset) => toolset,
+            Err(e) => return Ok(tool_error(e.message().to_owned())),
+        };
+        let model = engine.info().name.clone();
+        let events = ToolLoop {
+            engine,
+            body,
+            parser: None,
+            toolset,
+            max_rounds: selection.max_rounds,
+        }
+        .spawn();
+        let answer = tokio::select! {
+            () = context.ct.cancelled() => {
+                return Err(McpError::internal_error("the request was cancelled", None));
+            }
+            answer = tool_loop::collect(events) => answer,
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => return Ok(tool_error(e.message().to_owned())),
+        };
+        let usage = answer.usage;
+        let mut result = CallToolResult::success(vec![ContentBlock::text(answer.content.clone())]);
+        result.structured_content = Some(json!({
+            "text": answer.content,
+            "model": model,
+            "finish_reason": answer.finish,
+            "mcp_tool_calls": answer.mcp_calls,
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            },
+        }));
+        self.log_finished(&context, &result).await;
+        Ok(result)
+    }
+
     /// What the forwarder lists for this request's caller; nothing without one.
     fn forwarded<T>(
         &self,
@@ -357,7 +426,7 @@ impl ServerHandler for McpHandler {
         match &self.forwarder {
             Some(forwarder) if forwarder.owns(&request.name) => {
                 let result = forwarder
-                    .call_tool(&caller(&context), request, &context)
+                    .call_tool(&caller(&context), request, CallOrigin::client(&context))
                     .await?;
                 Ok(result.into())
             }

@@ -2,6 +2,7 @@
 
 mod error;
 mod respond;
+pub mod tool_loop;
 pub mod tools;
 mod types;
 
@@ -14,10 +15,12 @@ use serde_json::{Value, json};
 
 pub use error::ApiError;
 use respond::{Endpoint, respond};
-pub use types::ChatCompletionRequest;
 use types::{ApiJson, CompletionRequest};
+pub use types::{ChatCompletionRequest, McpSelection};
 
 use crate::app::AppState;
+use mistralrs_mcp::CallerScope;
+use tool_loop::{McpToolset, ToolLoop};
 
 /// The served model that answered a request, for the `model` label of
 /// `requests_total` (set on the response; absent when no served model matched).
@@ -34,11 +37,31 @@ fn labelled(model: String, result: Result<Response, ApiError>) -> Response {
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
-    ApiJson(body): ApiJson<ChatCompletionRequest>,
+    ApiJson(mut body): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let engine = state.router.get(body.common.model.as_deref())?;
     let model = engine.info().name.clone();
     let result = async {
+        let selection = body.take_mcp_selection()?;
+        if !selection.is_empty() {
+            // The OpenAI port has no API keys: its callers are unscoped, and
+            // the global policy of [tool_forwarding] applies.
+            let toolset = McpToolset::resolve(
+                state.forwarder.as_ref(),
+                CallerScope::unscoped(),
+                &selection.names,
+                &selection.servers,
+            )?;
+            let (streaming, include_usage) = (body.common.stream, body.common.include_usage());
+            let tool_loop = ToolLoop {
+                engine,
+                body,
+                parser: state.tool_parser,
+                toolset,
+                max_rounds: selection.max_rounds,
+            };
+            return tool_loop::respond(tool_loop, streaming, include_usage).await;
+        }
         let (request, parser) =
             body.engine_request(engine.info(), state.tool_parser, body.logprobs())?;
         let common = &body.common;

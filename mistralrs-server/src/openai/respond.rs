@@ -12,7 +12,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use mistralrs_core::metrics::{ToolParserLabels, metrics};
-use mistralrs_core::request::{Completion, Event, GeneratedToken, Request};
+use mistralrs_core::request::{Completion, Event, GeneratedToken, Request, Usage};
 use mistralrs_core::tokenizer::Tokenizer;
 use mistralrs_core::{EngineHandle, RequestStream};
 use serde_json::{Value, json};
@@ -59,7 +59,7 @@ impl Endpoint {
 }
 
 /// Fields every body of one response shares.
-struct Envelope {
+pub(super) struct Envelope {
     endpoint: Endpoint,
     id: String,
     created: u64,
@@ -67,7 +67,21 @@ struct Envelope {
 }
 
 impl Envelope {
-    fn body(&self, streaming: bool, choices: Value) -> Value {
+    /// A new response's id and time, for `model`.
+    pub(super) fn new(endpoint: Endpoint, model: String) -> Self {
+        Self {
+            endpoint,
+            id: format!("{}-{}", endpoint.id_prefix(), uuid::Uuid::new_v4().simple()),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            model,
+        }
+    }
+
+    /// A body (a chunk when `streaming`) with `choices`.
+    pub(super) fn body(&self, streaming: bool, choices: Value) -> Value {
         json!({
             "id": self.id,
             "object": self.endpoint.object(streaming),
@@ -113,15 +127,7 @@ pub(super) async fn respond(
     include_usage: bool,
 ) -> Result<Response, ApiError> {
     let logprobs = request.sampling.logprobs.is_some();
-    let envelope = Envelope {
-        endpoint,
-        id: format!("{}-{}", endpoint.id_prefix(), uuid::Uuid::new_v4().simple()),
-        created: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        model: engine.info().name.clone(),
-    };
+    let envelope = Envelope::new(endpoint, engine.info().name.clone());
     let stream = engine.submit(request)?;
     let log = RequestLog {
         id: envelope.id.clone(),
@@ -468,7 +474,7 @@ impl Shaper {
 
 /// `finish_reason` of an answer that made calls: `tool_calls` unless it was
 /// cut short.
-fn calls_finish(finish: &'static str) -> &'static str {
+pub(super) fn calls_finish(finish: &'static str) -> &'static str {
     if finish == "stop" {
         "tool_calls"
     } else {
@@ -477,21 +483,30 @@ fn calls_finish(finish: &'static str) -> &'static str {
 }
 
 /// A fresh call id, in OpenAI's shape.
-fn call_id() -> String {
+pub(super) fn call_id() -> String {
     format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24])
 }
 
 /// A call as a whole (non-streamed) message carries it.
 fn whole_call(call: &ParsedCall) -> Value {
+    call_json(&call_id(), call)
+}
+
+/// A call with its id, as assistant messages carry it.
+pub(super) fn call_json(id: &str, call: &ParsedCall) -> Value {
     json!({
-        "id": call_id(),
+        "id": id,
         "type": "function",
         "function": {"name": call.name, "arguments": call.arguments.to_string()},
     })
 }
 
 fn usage_json(completion: &Completion) -> Value {
-    let u = completion.usage;
+    usage_of(completion.usage)
+}
+
+/// `usage` of a response.
+pub(super) fn usage_of(u: Usage) -> Value {
     json!({
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,

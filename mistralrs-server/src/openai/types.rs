@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::ApiError;
+use super::tool_loop::{DEFAULT_MAX_TOOL_ROUNDS, MAX_TOOL_ROUNDS};
 use super::tools::{self, ToolFields, ToolParser};
 
 /// `axum::Json` whose rejections are OpenAI-style errors.
@@ -134,6 +135,10 @@ pub struct ChatCompletionRequest {
     pub parallel_tool_calls: Option<bool>,
     /// `text`, `json_object` or `json_schema`: what the answer must be.
     pub response_format: Option<Value>,
+    /// Forwarded MCP tools the server runs for the model (extension).
+    pub mcp_tools: Option<Vec<String>>,
+    /// Most rounds of MCP tool calls before the answer (extension; default 5).
+    pub max_tool_rounds: Option<usize>,
     /// Return log-probabilities of the output tokens.
     #[serde(default)]
     pub logprobs: bool,
@@ -164,6 +169,39 @@ impl ChatCompletionRequest {
         request.constraint = plan.constraint;
         request.keep_special_tokens = plan.parser.is_some_and(ToolParser::needs_special_tokens);
         Ok((request, plan.parser))
+    }
+
+    /// Takes the MCP tools out of the request: `mcp_tools`, and the
+    /// `{"type": "mcp", "server_label": ...}` entries of `tools`.
+    pub fn take_mcp_selection(&mut self) -> Result<McpSelection, ApiError> {
+        let mut selection = McpSelection {
+            names: self.mcp_tools.take().unwrap_or_default(),
+            servers: Vec::new(),
+            max_rounds: self.max_tool_rounds.unwrap_or(DEFAULT_MAX_TOOL_ROUNDS),
+        };
+        if selection.max_rounds > MAX_TOOL_ROUNDS {
+            return Err(ApiError::invalid(
+                "max_tool_rounds",
+                format!("`max_tool_rounds` is at most {MAX_TOOL_ROUNDS}"),
+            ));
+        }
+        if let Some(tools) = self.tools.as_mut() {
+            let mut servers = Vec::new();
+            for (i, tool) in tools.iter().enumerate() {
+                if tool["type"] == "mcp" {
+                    let label = tool["server_label"].as_str().ok_or_else(|| {
+                        ApiError::invalid(
+                            "tools",
+                            format!("tools[{i}]: an MCP tool needs `server_label`"),
+                        )
+                    })?;
+                    servers.push(label.to_owned());
+                }
+            }
+            tools.retain(|t| t["type"] != "mcp");
+            selection.servers = servers;
+        }
+        Ok(selection)
     }
 
     /// The messages checked and text-part arrays joined into strings, the form
@@ -227,6 +265,24 @@ fn normalize_message(i: usize, message: &Value) -> Result<Value, ApiError> {
         }
     }
     Ok(message)
+}
+
+/// The forwarded MCP tools a chat request asks the server to run.
+#[derive(Debug, Clone, Default)]
+pub struct McpSelection {
+    /// Forwarded tool names.
+    pub names: Vec<String>,
+    /// Upstream servers whose every tool is offered.
+    pub servers: Vec<String>,
+    /// Most rounds of calls.
+    pub max_rounds: usize,
+}
+
+impl McpSelection {
+    /// Whether the request names no MCP tool.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.servers.is_empty()
+    }
 }
 
 /// `prompt` of a text completion.

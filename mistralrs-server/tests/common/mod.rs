@@ -68,6 +68,17 @@ impl Server {
         Self::spawn_model(model, extra, None, &[], None)
     }
 
+    /// `run -m <model> <extra>` with a config file holding `toml` and extra
+    /// environment variables.
+    pub fn start_model_with_config(
+        model: &str,
+        extra: &[&str],
+        toml: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn_model(model, extra, Some(toml), env, None)
+    }
+
     /// `run -m <model> <extra>` with extra environment variables.
     pub fn start_model_with_env(model: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         Self::spawn_model(model, extra, None, env, None)

@@ -11,7 +11,7 @@ Scenarios (each exits non-zero with a message on the first mismatch):
   cache <file>             a cacheable read is served from the cache until the TTL (1 s) ends
   kill                     the stdio upstream killed mid-call: a tool error, then it is back
   cancel <marker>          a call cancelled by the client is cancelled upstream (probe__wait)
-  call <tool> <json>       one call; prints {"is_error": ..., "text": ...}
+  call <tool> <json>       one call; prints {"is_error": ..., "text": ..., "structured": ...}
 """
 import json
 import os
@@ -283,7 +283,8 @@ async def main(scenario, url, base, *args):
                 await kill(session, base, changed)
             elif scenario == "call":
                 result = await session.call_tool(args[0], json.loads(args[1]))
-                print(json.dumps({"is_error": bool(result.is_error), "text": text_of(result)}))
+                print(json.dumps({"is_error": bool(result.is_error), "text": text_of(result),
+                                  "structured": result.structured_content}))
             else:
                 raise SystemExit(f"unknown scenario {scenario}")
 

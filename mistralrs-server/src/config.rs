@@ -346,6 +346,9 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mistralrs.toml.example");
         let config = Config::from_file(&path).unwrap();
         assert_eq!(config.port, Some(1234));
+        assert_eq!(config.tool_parser, None);
+        let parsed: Config = toml::from_str("tool_parser = \"llama3_json\"").unwrap();
+        assert_eq!(parsed.tool_parser, Some(ToolParser::Llama3Json));
         assert_eq!(config.http_mcp.port, Some(4322));
         assert_eq!(config.http_mcp.rate_limit.per_ip, Some(20.0));
         assert_eq!(config.mcp_client.servers.len(), 3);
@@ -379,6 +382,7 @@ mod tests {
             ("max_seqs = 0", "max_seqs"),
             ("log_level = \"loud\"", "log_level"),
             ("[http_mcp.rate_limit]\nper_ip = -1.0", "per_ip"),
+            ("tool_parser = \"xml\"", "tool_parser"),
             (
                 "header_read_timeout_secs = 100000",
                 "header_read_timeout_secs",

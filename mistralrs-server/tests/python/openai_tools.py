@@ -149,6 +149,9 @@ def bad_requests(client, model):
         (dict(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": 12}}}]), "tools"),
         (dict(tools=TOOLS, tool_choice="required", response_format={"type": "json_object"}), "response_format"),
         (dict(tool_choice="required"), "tool_choice"),
+        # A valid schema no value satisfies: the grammar engine refuses it.
+        (dict(response_format={"type": "json_schema", "json_schema": {
+            "name": "n", "schema": {"type": "integer", "minimum": 5, "maximum": 1}}}), None),
     ]
     for extra, param in cases:
         try:

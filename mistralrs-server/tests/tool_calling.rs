@@ -100,3 +100,19 @@ async fn smollm2_fills_a_forced_call_from_the_question_and_reads_the_result() {
         1.0
     );
 }
+
+#[test]
+fn a_langchain_agent_runs_a_two_tool_task_on_smollm2() {
+    let server = Server::start_model("smollm2", &[]);
+    let stdout = common::run_python("langchain_agent.py", &[&server.url("/v1"), "smollm2"]);
+    let run: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let calls = run["calls"].as_array().unwrap();
+    let by_name = |name: &str| calls.iter().find(|c| c["name"] == name).unwrap();
+    assert_eq!(
+        by_name("get_weather")["args"],
+        json!({"city": "Paris"}),
+        "{run}"
+    );
+    assert_eq!(by_name("add")["args"], json!({"a": 2, "b": 3}), "{run}");
+    assert_eq!(by_name("add")["result"], 5);
+}

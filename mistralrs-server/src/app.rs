@@ -11,6 +11,7 @@ use mistralrs_core::Router;
 use mistralrs_mcp::Forwarder;
 use serde_json::{Value, json};
 
+use crate::openai::tool_loop::McpToolDefaults;
 use crate::openai::tools::ToolParser;
 use crate::openai::{self, ApiError};
 use crate::{metrics, unread_body};
@@ -26,6 +27,8 @@ pub struct AppState {
     pub forwarder: Option<Arc<Forwarder>>,
     /// The tool-call format set for every model (`--tool-parser`).
     pub tool_parser: Option<ToolParser>,
+    /// Forwarded tools each model is offered when a request names none.
+    pub mcp_tool_defaults: Arc<McpToolDefaults>,
 }
 
 /// The main port's routes: the OpenAI API, `/health` and the metrics endpoint

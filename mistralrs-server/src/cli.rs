@@ -123,6 +123,7 @@ impl Cli {
             dtype: *dtype,
             quantize: *quantize,
             gguf_file: gguf_file.clone(),
+            mcp_tools: Vec::new(),
         };
         // The same model in the file: its settings stay unless a flag says otherwise.
         if let Some(at) = config
@@ -134,6 +135,7 @@ impl Cli {
             entry.dtype = entry.dtype.or(file_entry.dtype);
             entry.quantize = entry.quantize.or(file_entry.quantize);
             entry.gguf_file = entry.gguf_file.or(file_entry.gguf_file);
+            entry.mcp_tools = file_entry.mcp_tools;
         }
         config.models.insert(0, entry);
         config

@@ -199,6 +199,19 @@ pub struct ModelEntry {
     pub quantize: Option<Quantization>,
     /// The GGUF file to fetch from a Hub repo holding several.
     pub gguf_file: Option<String>,
+    /// Forwarded MCP tools this model is offered (and the server runs) when a
+    /// chat request names none (docs/tool-calling.md).
+    #[serde(default)]
+    pub mcp_tools: Vec<String>,
+}
+
+impl ModelEntry {
+    /// The name clients use: `name`, else the last part of `model`.
+    pub fn served_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| crate::model_source::default_name(&self.model))
+    }
 }
 
 /// A config file that could not be used.

@@ -17,6 +17,7 @@ use crate::config::{Config, ModelEntry};
 use crate::connections;
 use crate::http_mcp;
 use crate::model_source;
+use crate::openai::tool_loop::McpToolDefaults;
 
 const DEFAULT_PORT: u16 = 1234;
 const DEFAULT_MAX_BODY: usize = 4 << 20;
@@ -84,10 +85,7 @@ fn init_logging(level: &str, log_payloads: bool) {
 /// Loads one model with a progress spinner, or a bar while quantizing (shown
 /// only on a terminal).
 fn load_model(router: &Router, entry: &ModelEntry, config: &Config) -> anyhow::Result<()> {
-    let name = entry
-        .name
-        .clone()
-        .unwrap_or_else(|| model_source::default_name(&entry.model));
+    let name = entry.served_name();
     let spinner = indicatif::ProgressBar::new_spinner()
         .with_message(format!("loading {name} from {}", entry.model));
     spinner.enable_steady_tick(Duration::from_millis(100));
@@ -171,6 +169,7 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
         started_unix,
         forwarder: forwarder.clone(),
         tool_parser: config.tool_parser,
+        mcp_tool_defaults: Arc::new(McpToolDefaults::from_config(&config)),
     });
     mistralrs_core::sync::set_instrumentation(config.prometheus_locks.enabled);
     let app = app(

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{Server, node, node_package, post};
@@ -31,14 +31,22 @@ fn config(dir: &Path) -> String {
 }
 
 /// SmolLM2 with both upstreams up; the folder they may read.
-async fn gateway() -> (Server, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let real = dir.path().canonicalize().unwrap();
+async fn gateway() -> (Server, PathBuf) {
+    gateway_with("").await
+}
+
+/// [`gateway`] with more of the config file.
+/// The shared folder has a fixed name of plain words: the small model copies
+/// the path from the question, and a random temporary name trips it up.
+async fn gateway_with(extra_config: &str) -> (Server, PathBuf) {
+    let dir = std::env::temp_dir().join("share");
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = dir.canonicalize().unwrap();
     std::fs::write(real.join("notes.txt"), "the secret word is pelican").unwrap();
     let server = Server::start_model_with_config(
         "smollm2",
         &["--http-mcp-port", "0"],
-        &config(&real),
+        &format!("{}{extra_config}", config(&real)),
         &[
             ("TEST_FILES_KEY", "files-only"),
             ("MISTRALRS_MCP_API_KEYS", "full-access"),
@@ -58,7 +66,7 @@ async fn gateway() -> (Server, tempfile::TempDir) {
         assert!(Instant::now() < deadline, "upstreams not up: {health}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    (server, dir)
+    (server, real)
 }
 
 /// A greedy one-call request: the question, the tools, one round of calls.
@@ -84,7 +92,7 @@ fn series(exposition: &str, name_and_labels: &str) -> f64 {
 #[tokio::test]
 async fn smollm2_reads_a_file_through_the_gateway_and_answers_from_it() {
     let (server, dir) = gateway().await;
-    let path = dir.path().canonicalize().unwrap().join("notes.txt");
+    let path = dir.join("notes.txt");
     let question = format!(
         "Read the file {} and tell me the secret word.",
         path.display()
@@ -288,4 +296,21 @@ async fn the_mcp_chat_tool_runs_forwarded_tools_within_the_callers_scope() {
             .contains("not a forwarded tool"),
         "{refused}"
     );
+}
+
+#[tokio::test]
+async fn a_models_configured_tools_are_offered_when_a_request_names_none() {
+    // `nobody__nothing` is not available: left out, the chat still runs.
+    let models = "[[models]]\nmodel = \"smollm2\"\nmcp_tools = [\"everything__get-sum\", \"nobody__nothing\"]\n";
+    let (server, _dir) = gateway_with(models).await;
+    let (status, answer) = post(
+        &server,
+        "/v1/chat/completions",
+        &ask("What is 2 plus 3?", json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let calls = answer["choices"][0]["mcp_tool_calls"].as_array().unwrap();
+    assert_eq!(calls[0]["name"], "everything__get-sum", "{answer}");
+    assert_eq!(calls[0]["is_error"], false, "{answer}");
 }

@@ -28,7 +28,7 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::openai::tool_loop::{self, McpToolset, ToolLoop};
+use crate::openai::tool_loop::{self, McpToolDefaults, McpToolset, ToolLoop};
 use crate::openai::{ChatCompletionRequest, McpSelection};
 
 const CHAT_TOOL: &str = "chat";
@@ -88,6 +88,8 @@ fn chat_tool() -> Tool {
 pub(super) struct McpHandler {
     router: Arc<Router>,
     forwarder: Option<Arc<Forwarder>>,
+    /// Forwarded tools each model is offered when a chat names none.
+    mcp_tool_defaults: Arc<McpToolDefaults>,
     /// Rank of the least severe level the client wants (`logging/setLevel`);
     /// `u8::MAX` until it asks, so nothing is sent unasked.
     log_level: Arc<AtomicU8>,
@@ -100,10 +102,15 @@ fn rank(level: LoggingLevel) -> u8 {
 }
 
 impl McpHandler {
-    pub(super) fn new(router: Arc<Router>, forwarder: Option<Arc<Forwarder>>) -> Self {
+    pub(super) fn new(
+        router: Arc<Router>,
+        forwarder: Option<Arc<Forwarder>>,
+        mcp_tool_defaults: Arc<McpToolDefaults>,
+    ) -> Self {
         Self {
             router,
             forwarder,
+            mcp_tool_defaults,
             log_level: Arc::new(AtomicU8::new(u8::MAX)),
         }
     }
@@ -141,7 +148,12 @@ impl McpHandler {
             Err(e) => return Ok(tool_error(e.to_string())),
         };
         let selection = match body.take_mcp_selection() {
-            Ok(selection) => selection,
+            Ok(selection) => self.mcp_tool_defaults.apply(
+                &engine.info().name,
+                selection,
+                self.forwarder.as_ref(),
+                &caller(&context),
+            ),
             Err(e) => return Ok(tool_error(e.message().to_owned())),
         };
         if !selection.is_empty() {

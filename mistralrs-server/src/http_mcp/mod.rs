@@ -15,6 +15,7 @@ mod rate_limit;
 mod rejection;
 mod sessions;
 
+use crate::openai::tool_loop::McpToolDefaults;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,7 +79,14 @@ pub fn app(
     }
     let handler_factory = {
         let router = Arc::clone(&router);
-        move || Ok(McpHandler::new(Arc::clone(&router), forwarder.clone()))
+        let defaults = Arc::new(McpToolDefaults::from_config(full_config));
+        move || {
+            Ok(McpHandler::new(
+                Arc::clone(&router),
+                forwarder.clone(),
+                Arc::clone(&defaults),
+            ))
+        }
     };
     // Sessions expire in `sessions`, which knows about open streams; rmcp's own
     // idle timer would close a session whose GET stream is open.

@@ -41,14 +41,21 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let engine = state.router.get(body.common.model.as_deref())?;
     let model = engine.info().name.clone();
+    let served = model.clone();
     let result = async {
-        let selection = body.take_mcp_selection()?;
+        // The OpenAI port has no API keys: its callers are unscoped, and the
+        // global policy of [tool_forwarding] applies.
+        let caller = CallerScope::unscoped();
+        let selection = state.mcp_tool_defaults.apply(
+            &served,
+            body.take_mcp_selection()?,
+            state.forwarder.as_ref(),
+            &caller,
+        );
         if !selection.is_empty() {
-            // The OpenAI port has no API keys: its callers are unscoped, and
-            // the global policy of [tool_forwarding] applies.
             let toolset = McpToolset::resolve(
                 state.forwarder.as_ref(),
-                CallerScope::unscoped(),
+                caller,
                 &selection.names,
                 &selection.servers,
             )?;

@@ -8,7 +8,7 @@
 //! `max_tool_rounds`. Failed calls are results the model reads, never a failed
 //! request.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,12 +29,55 @@ use tokio_util::sync::CancellationToken;
 use super::ApiError;
 use super::respond::{Endpoint, Envelope, call_id, call_json, usage_of};
 use super::tools::{ParsedCall, StreamPiece, ToolCallStream, ToolParser};
-use super::types::ChatCompletionRequest;
+use super::types::{ChatCompletionRequest, McpSelection};
+use crate::config::Config;
 
 /// Default of `max_tool_rounds`.
 pub const DEFAULT_MAX_TOOL_ROUNDS: usize = 5;
 /// The most rounds a request may ask for.
 pub const MAX_TOOL_ROUNDS: usize = 20;
+
+/// `[[models]] mcp_tools`: the forwarded tools each model is offered when a
+/// request names none.
+#[derive(Debug, Default)]
+pub struct McpToolDefaults(HashMap<String, Vec<String>>);
+
+impl McpToolDefaults {
+    /// The defaults of every configured model, by served name.
+    pub fn from_config(config: &Config) -> Self {
+        Self(
+            config
+                .models
+                .iter()
+                .filter(|m| !m.mcp_tools.is_empty())
+                .map(|m| (m.served_name(), m.mcp_tools.clone()))
+                .collect(),
+        )
+    }
+
+    /// `selection` with `model`'s default tools when it names none: only
+    /// those available now, so an upstream that is down never fails a chat.
+    pub fn apply(
+        &self,
+        model: &str,
+        mut selection: McpSelection,
+        forwarder: Option<&Arc<Forwarder>>,
+        caller: &CallerScope,
+    ) -> McpSelection {
+        if !selection.is_empty() {
+            return selection;
+        }
+        if let (Some(defaults), Some(forwarder)) = (self.0.get(model), forwarder) {
+            let visible = forwarder.list_tools(caller);
+            selection.names = defaults
+                .iter()
+                .filter(|name| visible.iter().any(|t| t.name == name.as_str()))
+                .cloned()
+                .collect();
+        }
+        selection
+    }
+}
 
 /// The forwarded tools one request offers its model.
 pub struct McpToolset {

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Server, node, node_package, post};
+use common::{Server, node, node_package, post, series};
 use serde_json::{Value, json};
 
 /// server-everything and server-filesystem (serving `dir`) as upstreams; the
@@ -79,14 +79,6 @@ fn ask(question: &str, mcp: Value) -> Value {
         object.insert(key.clone(), value.clone());
     }
     body
-}
-
-/// The value of one series in a Prometheus exposition, 0 when absent.
-fn series(exposition: &str, name_and_labels: &str) -> f64 {
-    exposition
-        .lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.parse().unwrap())
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Server, post};
+use common::{Server, post, series};
 use serde_json::{Value, json};
 
 fn weather_tool() -> Value {
@@ -15,14 +15,6 @@ fn weather_tool() -> Value {
         "description": "Get the current weather in a city",
         "parameters": {"type": "object", "properties": {
             "city": {"type": "string", "description": "The city name"}}, "required": ["city"]}}})
-}
-
-/// The value of one series in a Prometheus exposition, 0 when absent.
-fn series(exposition: &str, name_and_labels: &str) -> f64 {
-    exposition
-        .lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.parse().unwrap())
 }
 
 #[test]

@@ -381,11 +381,7 @@ async fn an_http_upstream_gets_its_bearer_token_from_the_environment() {
     // the upstream's engine having read the prompt is what proves the call got through.
     assert!(reply["text"].is_string(), "{reply}");
     let metrics = upstream.metrics().await;
-    let prompt_tokens: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("mistralrs_prompt_tokens_total{model=\"demo\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let prompt_tokens = common::series(&metrics, "mistralrs_prompt_tokens_total{model=\"demo\"}");
     assert!(prompt_tokens > 0.0, "the upstream's engine saw no prompt");
 
     let refused = start("wrong-key");

@@ -299,6 +299,15 @@ pub async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// The value of one series (`name{labels}` as exposed) in a Prometheus
+/// exposition, 0 when absent.
+pub fn series(exposition: &str, name_and_labels: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
 /// `promtool check metrics` (with its linter) accepts `exposition` without a finding.
 pub fn assert_promtool_accepts(exposition: &str) {
     use std::io::Write;

@@ -306,3 +306,32 @@ async fn a_models_configured_tools_are_offered_when_a_request_names_none() {
     assert_eq!(calls[0]["name"], "everything__get-sum", "{answer}");
     assert_eq!(calls[0]["is_error"], false, "{answer}");
 }
+
+#[tokio::test]
+async fn a_blocked_tool_the_model_calls_anyway_is_refused_as_a_result() {
+    let (server, _dir) = gateway().await;
+    // An earlier turn used `get-env` (blocked by the policy): the model calls it again.
+    let messages = json!([
+        {"role": "user", "content": "Show me the environment."},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "everything__get-env", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "PATH=/usr/bin"},
+        {"role": "user", "content": "Show me the environment again."}]);
+    let body = json!({"model": "smollm2", "messages": messages, "mcp_tools": ["everything__echo"],
+        "max_tool_rounds": 1, "temperature": 0, "max_tokens": 60});
+    let (status, answer) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let call = &answer["choices"][0]["mcp_tool_calls"][0];
+    assert_eq!(call["name"], "everything__get-env", "{answer}");
+    assert_eq!(call["is_error"], true, "{answer}");
+    assert!(
+        call["content"]
+            .as_str()
+            .unwrap()
+            .contains("not one of the tools offered"),
+        "{answer}"
+    );
+    let metrics = server.metrics().await;
+    let ok = "mistralrs_tool_calls_total{namespace=\"everything\",outcome=\"ok\",tool=\"get-env\"}";
+    assert_eq!(series(&metrics, ok), 0.0, "the upstream never saw the call");
+}

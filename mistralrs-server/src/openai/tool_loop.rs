@@ -158,8 +158,16 @@ impl McpToolset {
         })
     }
 
-    /// Runs one call; what the model reads back, and whether it failed.
+    /// Runs one call; what the model reads back, and whether it failed. A
+    /// name not offered (a tool the caller may not use, or none at all) is
+    /// refused here, as the forwarder would refuse it.
     async fn call(&self, call: &ParsedCall, cancel: &CancellationToken) -> (String, bool) {
+        if !self.names.contains(&call.name) {
+            return (
+                format!("error: `{}` is not one of the tools offered", call.name),
+                true,
+            );
+        }
         let arguments = call.arguments.as_object().cloned().unwrap_or_default();
         self.forwarder
             .call_for_model(&self.caller, &call.name, arguments, cancel.clone())
@@ -242,6 +250,10 @@ impl ToolLoop {
         let mut messages = self.body.messages.clone();
         let mut usage = Usage::default();
         let mut tools = self.body.tools.clone().unwrap_or_default();
+        let client_functions: HashSet<String> = tools
+            .iter()
+            .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
+            .collect();
         tools.extend(self.toolset.definitions.iter().cloned());
         let send = |event| async { events.send(event).await.is_ok() };
         for round in 0..=self.max_rounds {
@@ -291,13 +303,19 @@ impl ToolLoop {
                     }
                 }
             }
-            let ours = calls.iter().all(|c| self.toolset.names.contains(&c.name));
+            // Calls of the client's own functions go back to the client; any
+            // other name the model writes is answered as a failed call below.
+            let client_calls: Vec<ParsedCall> = calls
+                .iter()
+                .filter(|c| client_functions.contains(&c.name))
+                .cloned()
+                .collect();
             let done = if calls.is_empty() {
                 // After the last round of calls the answer is marked `length`:
                 // the model may have wanted more tools than it was given.
                 Some(if last && round > 0 { "length" } else { finish })
-            } else if !ours {
-                send(LoopEvent::ClientCalls(calls.clone())).await;
+            } else if !client_calls.is_empty() {
+                send(LoopEvent::ClientCalls(client_calls)).await;
                 Some(if finish == "stop" {
                     "tool_calls"
                 } else {

@@ -141,7 +141,7 @@ pub(super) async fn respond(
     let tool_stream = match endpoint {
         Endpoint::Chat {
             tools: Some(parser),
-        } if streaming => Some(ToolCallStream::new(parser)),
+        } if streaming => Some(ToolCallStream::new(parser, true)),
         _ => None,
     };
     let shaper = Shaper {
@@ -329,27 +329,41 @@ impl Shaper {
                 StreamPiece::Content(text) => {
                     chunks.push(self.chat_delta(json!({"content": text}), logprobs.take()));
                 }
+                // As OpenAI streams a call: index, id and name first, then
+                // the arguments in pieces.
+                StreamPiece::CallStart(name) => {
+                    chunks.push(self.call_head(&name, logprobs.take()));
+                }
+                StreamPiece::Arguments(text) => {
+                    chunks.push(self.call_arguments(text, logprobs.take()));
+                }
                 StreamPiece::Call(call) => {
-                    // As OpenAI streams a call: index, id and name first, then
-                    // the arguments.
-                    let index = self.calls_sent;
-                    self.calls_sent += 1;
-                    let head = json!({"tool_calls": [{
-                        "index": index,
-                        "id": call_id(),
-                        "type": "function",
-                        "function": {"name": call.name, "arguments": ""},
-                    }]});
-                    chunks.push(self.chat_delta(head, logprobs.take()));
-                    let arguments = json!({"tool_calls": [{
-                        "index": index,
-                        "function": {"arguments": call.arguments.to_string()},
-                    }]});
-                    chunks.push(self.chat_delta(arguments, None));
+                    chunks.push(self.call_head(&call.name, logprobs.take()));
+                    chunks.push(self.call_arguments(call.arguments.to_string(), None));
                 }
             }
         }
         chunks
+    }
+
+    /// The first delta of the next call: its index, id, type and name.
+    fn call_head(&mut self, name: &str, logprobs: Option<Value>) -> Value {
+        let index = self.calls_sent;
+        self.calls_sent += 1;
+        let head = json!({"tool_calls": [{
+            "index": index,
+            "id": call_id(),
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }]});
+        self.chat_delta(head, logprobs)
+    }
+
+    /// A piece of the latest call's arguments.
+    fn call_arguments(&self, text: String, logprobs: Option<Value>) -> Value {
+        let index = self.calls_sent.saturating_sub(1);
+        let arguments = json!({"tool_calls": [{"index": index, "function": {"arguments": text}}]});
+        self.chat_delta(arguments, logprobs)
     }
 
     fn chat_delta(&self, delta: Value, logprobs: Option<Value>) -> Value {

@@ -270,7 +270,7 @@ impl ToolLoop {
             }
             let (request, parser) = body.engine_request(self.engine.info(), self.parser, None)?;
             let mut stream = self.engine.submit(request)?;
-            let mut reader = parser.map(ToolCallStream::new);
+            let mut reader = parser.map(|p| ToolCallStream::new(p, false));
             let (mut content, mut calls) = (String::new(), Vec::new());
             let (mut finish, mut ended) = ("stop", false);
             while !ended {
@@ -300,6 +300,8 @@ impl ToolLoop {
                             }
                         }
                         StreamPiece::Call(call) => calls.push(call),
+                        // Not produced by a reader that reads calls whole.
+                        StreamPiece::CallStart(_) | StreamPiece::Arguments(_) => {}
                     }
                 }
             }

@@ -88,7 +88,7 @@ def streamed_calls(client, model):
     args = dict(model=model, messages=ASK, tools=TOOLS, tool_choice="required",
                 temperature=1.0, seed=11, max_tokens=200)
     whole = client.chat.completions.create(**args).choices[0]
-    calls, finish = {}, None
+    calls, finish, argument_pieces = {}, None, 0
     for chunk in client.chat.completions.create(stream=True, **args):
         for choice in chunk.choices:
             finish = choice.finish_reason or finish
@@ -101,7 +101,9 @@ def streamed_calls(client, model):
                     call["name"] += delta.function.name
                 if delta.function and delta.function.arguments:
                     call["arguments"] += delta.function.arguments
+                    argument_pieces += 1
     assert finish == "tool_calls", finish
+    assert argument_pieces > 2 * len(calls), f"arguments come in pieces: {argument_pieces}"
     streamed = [(c["name"], json.loads(c["arguments"])) for _, c in sorted(calls.items())]
     expected = [(c.function.name, json.loads(c.function.arguments)) for c in whole.message.tool_calls]
     assert streamed == expected, (streamed, expected)

@@ -335,3 +335,46 @@ async fn a_blocked_tool_the_model_calls_anyway_is_refused_as_a_result() {
     let ok = "mistralrs_tool_calls_total{namespace=\"everything\",outcome=\"ok\",tool=\"get-env\"}";
     assert_eq!(series(&metrics, ok), 0.0, "the upstream never saw the call");
 }
+
+#[tokio::test]
+async fn the_answer_carries_what_echo_returned() {
+    let (server, _dir) = gateway().await;
+    let body = ask(
+        "Echo the word flamingo.",
+        json!({"mcp_tools": ["everything__echo"]}),
+    );
+    let (status, answer) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let call = &answer["choices"][0]["mcp_tool_calls"][0];
+    assert_eq!(call["name"], "everything__echo", "{answer}");
+    let returned = call["content"].as_str().unwrap();
+    assert!(returned.starts_with("Echo: "), "{answer}");
+    let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(
+        text.contains(returned),
+        "the answer repeats the result: {answer}"
+    );
+}
+
+#[tokio::test]
+async fn arguments_that_fail_the_tools_schema_are_a_result_the_model_reads() {
+    let (server, _dir) = gateway().await;
+    // Unconstrained (`auto`), the model copies an earlier call's wrong key.
+    let messages = json!([
+        {"role": "user", "content": "Echo hello."},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "everything__echo", "arguments": "{\"text\": \"hello\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "Echo: hello"},
+        {"role": "user", "content": "Echo goodbye."}]);
+    let body = json!({"model": "smollm2", "messages": messages, "mcp_tools": ["everything__echo"],
+        "max_tool_rounds": 1, "temperature": 0, "max_tokens": 60});
+    let (status, answer) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let call = &answer["choices"][0]["mcp_tool_calls"][0];
+    assert_eq!(call["is_error"], true, "{answer}");
+    let says = call["content"].as_str().unwrap();
+    assert!(
+        says.contains("\"message\" is a required property"),
+        "{answer}"
+    );
+}

@@ -108,3 +108,23 @@ fn a_langchain_agent_runs_a_two_tool_task_on_smollm2() {
     assert_eq!(by_name("add")["args"], json!({"a": 2, "b": 3}), "{run}");
     assert_eq!(by_name("add")["result"], 5);
 }
+
+#[tokio::test]
+async fn mcp_tools_without_upstreams_are_a_clear_400() {
+    let server = Server::start(&[]);
+    let (status, error) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "hi"}], "mcp_tools": ["filesystem__read_text_file"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["param"], "mcp_tools");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("forwards no MCP tools"),
+        "{error}"
+    );
+}

@@ -255,7 +255,6 @@ impl ToolLoop {
             .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
             .collect();
         tools.extend(self.toolset.definitions.iter().cloned());
-        let send = |event| async { events.send(event).await.is_ok() };
         for round in 0..=self.max_rounds {
             let last = round == self.max_rounds;
             let mut body = self.body.clone();
@@ -268,110 +267,154 @@ impl ToolLoop {
                 // A forced first call is enough; later rounds choose freely.
                 body.tool_choice = None;
             }
-            let (request, parser) = body.engine_request(self.engine.info(), self.parser, None)?;
-            let mut stream = self.engine.submit(request)?;
-            let mut reader = parser.map(|p| ToolCallStream::new(p, false));
-            let (mut content, mut calls) = (String::new(), Vec::new());
-            let (mut finish, mut ended) = ("stop", false);
-            while !ended {
-                let pieces = match stream.next_event().await {
-                    Some(Event::Token(token)) => match reader.as_mut() {
-                        Some(reader) => reader.push(&token.text),
-                        None => vec![StreamPiece::Content(token.text)],
-                    },
-                    Some(Event::Done(completion)) => {
-                        add_usage(&mut usage, completion.usage);
-                        finish = completion.finish_reason.as_str();
-                        ended = true;
-                        reader.take().map(|r| r.finish().0).unwrap_or_default()
-                    }
-                    Some(Event::Error(failure)) => {
-                        return Err(mistralrs_core::Error::from(failure).into());
-                    }
-                    None => return Err(mistralrs_core::Error::EngineStopped.into()),
-                };
-                for piece in pieces {
-                    match piece {
-                        StreamPiece::Content(text) if text.is_empty() => {}
-                        StreamPiece::Content(text) => {
-                            content.push_str(&text);
-                            if !send(LoopEvent::Content(text)).await {
-                                return Ok(());
-                            }
-                        }
-                        StreamPiece::Call(call) => calls.push(call),
-                        // Not produced by a reader that reads calls whole.
-                        StreamPiece::CallStart(_) | StreamPiece::Arguments(_) => {}
-                    }
-                }
-            }
+            let Some(answer) = self.answer(&body, events).await? else {
+                return Ok(());
+            };
+            add_usage(&mut usage, answer.usage);
             // Calls of the client's own functions go back to the client; any
-            // other name the model writes is answered as a failed call below.
-            let client_calls: Vec<ParsedCall> = calls
+            // other name the model writes is answered as a failed call.
+            let client_calls: Vec<ParsedCall> = answer
+                .calls
                 .iter()
                 .filter(|c| client_functions.contains(&c.name))
                 .cloned()
                 .collect();
-            let done = if calls.is_empty() {
+            let finish = if answer.calls.is_empty() {
                 // After the last round of calls the answer is marked `length`:
                 // the model may have wanted more tools than it was given.
-                Some(if last && round > 0 { "length" } else { finish })
+                Some(if last && round > 0 {
+                    "length"
+                } else {
+                    answer.finish
+                })
             } else if !client_calls.is_empty() {
-                send(LoopEvent::ClientCalls(client_calls)).await;
-                Some(if finish == "stop" {
+                let _ = events.send(LoopEvent::ClientCalls(client_calls)).await;
+                Some(if answer.finish == "stop" {
                     "tool_calls"
                 } else {
-                    finish
+                    answer.finish
                 })
             } else {
                 None
             };
-            if let Some(finish) = done {
+            if let Some(finish) = finish {
                 metrics()
                     .model_tool_rounds
                     .get(&ModelLabel { model: &model })
                     .observe(round as f64);
-                send(LoopEvent::Done { finish, usage }).await;
+                let _ = events.send(LoopEvent::Done { finish, usage }).await;
                 return Ok(());
             }
-            let ids: Vec<String> = calls.iter().map(|_| call_id()).collect();
-            for (id, call) in ids.iter().zip(&calls) {
-                let event = LoopEvent::McpCall {
-                    id: id.clone(),
-                    name: call.name.clone(),
-                    arguments: call.arguments.clone(),
-                };
-                if !send(event).await {
-                    return Ok(());
-                }
-            }
             let started = Instant::now();
-            let results =
-                futures_util::future::join_all(calls.iter().map(|c| self.toolset.call(c, cancel)))
-                    .await;
+            let ran = self.run_calls(answer, &mut messages, events, cancel).await;
             metrics()
                 .model_tool_seconds
                 .get(&ModelLabel { model: &model })
                 .observe(started.elapsed().as_secs_f64());
-            messages.push(json!({
-                "role": "assistant",
-                "content": content,
-                "tool_calls": ids.iter().zip(&calls).map(|(id, c)| call_json(id, c)).collect::<Vec<_>>(),
-            }));
-            for (id, (text, is_error)) in ids.into_iter().zip(results) {
-                messages.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
-                let event = LoopEvent::McpResult {
-                    id,
-                    content: text,
-                    is_error,
-                };
-                if !send(event).await {
-                    return Ok(());
-                }
+            if !ran {
+                return Ok(());
             }
         }
         Ok(())
     }
+
+    /// One answer of the model, its text sent on as it comes and its calls
+    /// read whole; `None` when the receiver has gone.
+    async fn answer(
+        &self,
+        body: &ChatCompletionRequest,
+        events: &mpsc::Sender<LoopEvent>,
+    ) -> Result<Option<RoundAnswer>, ApiError> {
+        let (request, parser) = body.engine_request(self.engine.info(), self.parser, None)?;
+        let mut stream = self.engine.submit(request)?;
+        let mut reader = parser.map(|p| ToolCallStream::new(p, false));
+        let mut answer = RoundAnswer::default();
+        loop {
+            let (pieces, done) = match stream.next_event().await {
+                Some(Event::Token(token)) => match reader.as_mut() {
+                    Some(reader) => (reader.push(&token.text), false),
+                    None => (vec![StreamPiece::Content(token.text)], false),
+                },
+                Some(Event::Done(completion)) => {
+                    answer.usage = completion.usage;
+                    answer.finish = completion.finish_reason.as_str();
+                    let rest = reader.take().map(|r| r.finish().0).unwrap_or_default();
+                    (rest, true)
+                }
+                Some(Event::Error(failure)) => {
+                    return Err(mistralrs_core::Error::from(failure).into());
+                }
+                None => return Err(mistralrs_core::Error::EngineStopped.into()),
+            };
+            for piece in pieces {
+                match piece {
+                    StreamPiece::Content(text) if text.is_empty() => {}
+                    StreamPiece::Content(text) => {
+                        answer.content.push_str(&text);
+                        if events.send(LoopEvent::Content(text)).await.is_err() {
+                            return Ok(None);
+                        }
+                    }
+                    StreamPiece::Call(call) => answer.calls.push(call),
+                    // Not produced by a reader that reads calls whole.
+                    StreamPiece::CallStart(_) | StreamPiece::Arguments(_) => {}
+                }
+            }
+            if done {
+                return Ok(Some(answer));
+            }
+        }
+    }
+
+    /// Runs a round's calls at once, adds the assistant turn and the results
+    /// to `messages`, and reports both; false when the receiver has gone.
+    async fn run_calls(
+        &self,
+        answer: RoundAnswer,
+        messages: &mut Vec<Value>,
+        events: &mpsc::Sender<LoopEvent>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let ids: Vec<String> = answer.calls.iter().map(|_| call_id()).collect();
+        for (id, call) in ids.iter().zip(&answer.calls) {
+            let event = LoopEvent::McpCall {
+                id: id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            };
+            if events.send(event).await.is_err() {
+                return false;
+            }
+        }
+        let calls = answer.calls.iter().map(|c| self.toolset.call(c, cancel));
+        let results = futures_util::future::join_all(calls).await;
+        messages.push(json!({
+            "role": "assistant",
+            "content": answer.content,
+            "tool_calls": ids.iter().zip(&answer.calls).map(|(id, c)| call_json(id, c)).collect::<Vec<_>>(),
+        }));
+        for (id, (text, is_error)) in ids.into_iter().zip(results) {
+            messages.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
+            let event = LoopEvent::McpResult {
+                id,
+                content: text,
+                is_error,
+            };
+            if events.send(event).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// What the model said in one round.
+#[derive(Debug, Default)]
+struct RoundAnswer {
+    content: String,
+    calls: Vec<ParsedCall>,
+    finish: &'static str,
+    usage: Usage,
 }
 
 fn add_usage(total: &mut Usage, round: Usage) {

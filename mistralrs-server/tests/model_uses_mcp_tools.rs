@@ -81,6 +81,20 @@ fn ask(question: &str, mcp: Value) -> Value {
     body
 }
 
+/// An unconstrained (`auto`) request with `everything__echo` offered, after
+/// an earlier exchange: `(question, tool, arguments, result)`, then `question`.
+fn after_an_earlier_call(earlier: (&str, &str, &str, &str), question: &str) -> Value {
+    let (asked, tool, arguments, result) = earlier;
+    let messages = json!([
+        {"role": "user", "content": asked},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": tool, "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": result},
+        {"role": "user", "content": question}]);
+    json!({"model": "smollm2", "messages": messages, "mcp_tools": ["everything__echo"],
+        "max_tool_rounds": 1, "temperature": 0, "max_tokens": 60})
+}
+
 #[tokio::test]
 async fn smollm2_reads_a_file_through_the_gateway_and_answers_from_it() {
     let (server, dir) = gateway().await;
@@ -311,14 +325,13 @@ async fn a_models_configured_tools_are_offered_when_a_request_names_none() {
 async fn a_blocked_tool_the_model_calls_anyway_is_refused_as_a_result() {
     let (server, _dir) = gateway().await;
     // An earlier turn used `get-env` (blocked by the policy): the model calls it again.
-    let messages = json!([
-        {"role": "user", "content": "Show me the environment."},
-        {"role": "assistant", "content": null, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "everything__get-env", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "PATH=/usr/bin"},
-        {"role": "user", "content": "Show me the environment again."}]);
-    let body = json!({"model": "smollm2", "messages": messages, "mcp_tools": ["everything__echo"],
-        "max_tool_rounds": 1, "temperature": 0, "max_tokens": 60});
+    let earlier = (
+        "Show me the environment.",
+        "everything__get-env",
+        "{}",
+        "PATH=/usr/bin",
+    );
+    let body = after_an_earlier_call(earlier, "Show me the environment again.");
     let (status, answer) = post(&server, "/v1/chat/completions", &body).await;
     assert_eq!(status, 200, "{answer}");
     let call = &answer["choices"][0]["mcp_tool_calls"][0];
@@ -360,14 +373,13 @@ async fn the_answer_carries_what_echo_returned() {
 async fn arguments_that_fail_the_tools_schema_are_a_result_the_model_reads() {
     let (server, _dir) = gateway().await;
     // Unconstrained (`auto`), the model copies an earlier call's wrong key.
-    let messages = json!([
-        {"role": "user", "content": "Echo hello."},
-        {"role": "assistant", "content": null, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "everything__echo", "arguments": "{\"text\": \"hello\"}"}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "Echo: hello"},
-        {"role": "user", "content": "Echo goodbye."}]);
-    let body = json!({"model": "smollm2", "messages": messages, "mcp_tools": ["everything__echo"],
-        "max_tool_rounds": 1, "temperature": 0, "max_tokens": 60});
+    let earlier = (
+        "Echo hello.",
+        "everything__echo",
+        "{\"text\": \"hello\"}",
+        "Echo: hello",
+    );
+    let body = after_an_earlier_call(earlier, "Echo goodbye.");
     let (status, answer) = post(&server, "/v1/chat/completions", &body).await;
     assert_eq!(status, 200, "{answer}");
     let call = &answer["choices"][0]["mcp_tool_calls"][0];

@@ -14,6 +14,14 @@ use crate::{Error, Result};
 
 /// Values per block.
 pub(super) const BLOCK: usize = 32;
+
+/// The blocks of row `row` in a row-major matrix of `cols` columns stored in
+/// blocks of [`BLOCK`].
+pub(super) fn row_blocks(cols: usize, row: usize) -> std::ops::Range<usize> {
+    let blocks = cols / BLOCK;
+    row * blocks..(row + 1) * blocks
+}
+
 /// Output rows per parallel work item.
 const ROWS_PER_ITEM: usize = 64;
 /// Tokens per parallel work item: its rows are read from cache for each.

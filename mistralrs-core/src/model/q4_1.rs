@@ -92,8 +92,7 @@ impl Q4_1Matrix {
 
     /// The blocks of row `row`.
     fn row_blocks(&self, row: usize) -> std::ops::Range<usize> {
-        let blocks = self.cols / BLOCK;
-        row * blocks..(row + 1) * blocks
+        int8_tiles::row_blocks(self.cols, row)
     }
 
     /// Dot products of `x` with rows `first_row..first_row + out.len()`, one

@@ -80,8 +80,7 @@ impl Q8_0Matrix {
 
     /// The blocks of row `row`.
     fn row_blocks(&self, row: usize) -> std::ops::Range<usize> {
-        let blocks = self.cols / BLOCK;
-        row * blocks..(row + 1) * blocks
+        int8_tiles::row_blocks(self.cols, row)
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use axum::http::request::Parts;
-use mistralrs_core::request::{Completion, Event};
+use mistralrs_core::request::{Event, Usage};
 use mistralrs_core::{EngineHandle, Router};
 use mistralrs_mcp::{CallOrigin, CallerScope, Forwarder};
 #[allow(deprecated)]
@@ -193,7 +193,12 @@ impl McpHandler {
                 }
                 Some(Event::Token(_)) => {}
                 Some(Event::Done(completion)) => {
-                    let result = chat_result(engine.info().name.clone(), text, &completion);
+                    let result = chat_result(
+                        engine.info().name.clone(),
+                        text,
+                        completion.finish_reason.as_str(),
+                        completion.usage,
+                    );
                     self.log_finished(&context, &result).await;
                     return Ok(result);
                 }
@@ -242,19 +247,10 @@ impl McpHandler {
             Ok(answer) => answer,
             Err(e) => return Ok(tool_error(e.message().to_owned())),
         };
-        let usage = answer.usage;
-        let mut result = CallToolResult::success(vec![ContentBlock::text(answer.content.clone())]);
-        result.structured_content = Some(json!({
-            "text": answer.content,
-            "model": model,
-            "finish_reason": answer.finish,
-            "mcp_tool_calls": answer.mcp_calls,
-            "usage": {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            },
-        }));
+        let mut result = chat_result(model, answer.content, answer.finish, answer.usage);
+        if let Some(structured) = result.structured_content.as_mut() {
+            structured["mcp_tool_calls"] = Value::Array(answer.mcp_calls);
+        }
         self.log_finished(&context, &result).await;
         Ok(result)
     }
@@ -290,13 +286,14 @@ fn tool_error(message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
-fn chat_result(model: String, text: String, completion: &Completion) -> CallToolResult {
-    let usage = completion.usage;
+/// A chat's answer: its text, and the text, model, finish reason and token
+/// counts as structured content.
+fn chat_result(model: String, text: String, finish: &str, usage: Usage) -> CallToolResult {
     let mut result = CallToolResult::success(vec![ContentBlock::text(text.clone())]);
     result.structured_content = Some(json!({
         "text": text,
         "model": model,
-        "finish_reason": completion.finish_reason.as_str(),
+        "finish_reason": finish,
         "usage": {
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,

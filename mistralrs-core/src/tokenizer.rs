@@ -81,6 +81,11 @@ impl Tokenizer {
         })
     }
 
+    /// The tokenizer in a GGUF file's metadata (`tokenizer.ggml.*`).
+    pub fn from_gguf(path: &Path) -> Result<Self> {
+        crate::model::gguf_tokenizer(path)
+    }
+
     /// Token ids of `text`; `add_special_tokens` applies the tokenizer's
     /// post-processor (usually a BOS token in front).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {

@@ -2,9 +2,8 @@
 //! chat template from its metadata, its tensors through [`Gguf`].
 //!
 //! Architectures: `llama` (Llama, Mistral, SmolLM2, ... as llama.cpp writes
-//! them) and `qwen2`. Tokenizers: `gpt2`-style byte-level BPE with the
-//! pre-tokenizer the file names (`tokenizer.ggml.pre`). A `tokenizer.json`
-//! (with `tokenizer_config.json`) beside the file is used instead when present.
+//! them) and `qwen2`. The tokenizer comes from the metadata (`gguf_tokenizer`)
+//! unless a `tokenizer.json` (with `tokenizer_config.json`) sits beside the file.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,15 +11,9 @@ use std::path::Path;
 
 use candle_core::quantized::gguf_file::Value;
 use serde_json::json;
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use super::config::ModelConfig;
+use super::gguf_tokenizer::tokenizer;
 use super::llama::Llama;
 use super::quantize::Quantizer;
 use super::weights::{Gguf, open_gguf};
@@ -32,28 +25,24 @@ use crate::{Error, Result};
 /// Architectures this server runs from GGUF.
 const ARCHITECTURES: [&str; 2] = ["llama", "qwen2"];
 
-/// llama.cpp's pre-tokenizer regexes, by `tokenizer.ggml.pre`.
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
 /// Metadata of one file, with errors that name it.
-struct Metadata<'a> {
-    path: &'a Path,
+pub(super) struct Metadata<'a> {
+    pub(super) path: &'a Path,
     values: &'a HashMap<String, Value>,
 }
 
 impl Metadata<'_> {
-    fn get(&self, key: &str) -> Result<&Value> {
+    pub(super) fn get(&self, key: &str) -> Result<&Value> {
         self.values
             .get(key)
             .ok_or_else(|| Error::files(self.path, format!("metadata key `{key}` is missing")))
     }
 
-    fn bad(&self, key: &str, e: impl std::fmt::Display) -> Error {
+    pub(super) fn bad(&self, key: &str, e: impl std::fmt::Display) -> Error {
         Error::files(self.path, format!("metadata key `{key}`: {e}"))
     }
 
-    fn u32(&self, key: &str) -> Result<u32> {
+    pub(super) fn u32(&self, key: &str) -> Result<u32> {
         let value = self.get(key)?;
         value
             .to_u32()
@@ -61,18 +50,18 @@ impl Metadata<'_> {
             .map_err(|e| self.bad(key, e))
     }
 
-    fn f32(&self, key: &str) -> Result<f32> {
+    pub(super) fn f32(&self, key: &str) -> Result<f32> {
         self.get(key)?.to_f32().map_err(|e| self.bad(key, e))
     }
 
-    fn string(&self, key: &str) -> Result<&str> {
+    pub(super) fn string(&self, key: &str) -> Result<&str> {
         self.get(key)?
             .to_string()
             .map(String::as_str)
             .map_err(|e| self.bad(key, e))
     }
 
-    fn strings(&self, key: &str) -> Result<Vec<&str>> {
+    pub(super) fn strings(&self, key: &str) -> Result<Vec<&str>> {
         let values = self.get(key)?.to_vec().map_err(|e| self.bad(key, e))?;
         values
             .iter()
@@ -84,7 +73,36 @@ impl Metadata<'_> {
             .collect()
     }
 
-    fn optional<T>(&self, key: &str, read: impl Fn(&Self, &str) -> Result<T>) -> Result<Option<T>> {
+    pub(super) fn bool(&self, key: &str) -> Result<bool> {
+        self.get(key)?.to_bool().map_err(|e| self.bad(key, e))
+    }
+
+    /// An array of numbers, each read by `read`.
+    fn numbers<T>(
+        &self,
+        key: &str,
+        read: impl Fn(&Value) -> candle_core::Result<T>,
+    ) -> Result<Vec<T>> {
+        let values = self.get(key)?.to_vec().map_err(|e| self.bad(key, e))?;
+        values
+            .iter()
+            .map(|v| read(v).map_err(|e| self.bad(key, e)))
+            .collect()
+    }
+
+    pub(super) fn f32s(&self, key: &str) -> Result<Vec<f32>> {
+        self.numbers(key, Value::to_f32)
+    }
+
+    pub(super) fn i32s(&self, key: &str) -> Result<Vec<i32>> {
+        self.numbers(key, Value::to_i32)
+    }
+
+    pub(super) fn optional<T>(
+        &self,
+        key: &str,
+        read: impl Fn(&Self, &str) -> Result<T>,
+    ) -> Result<Option<T>> {
         if self.values.contains_key(key) {
             read(self, key).map(Some)
         } else {
@@ -92,7 +110,7 @@ impl Metadata<'_> {
         }
     }
 
-    fn optional_string(&self, key: &str) -> Result<Option<&str>> {
+    pub(super) fn optional_string(&self, key: &str) -> Result<Option<&str>> {
         if self.values.contains_key(key) {
             self.string(key).map(Some)
         } else {
@@ -124,99 +142,13 @@ fn model_config(meta: &Metadata<'_>, arch: &str, vocab: usize, tied: bool) -> Re
     ModelConfig::from_json(&config.to_string())
 }
 
-/// The tokenizer from `tokenizer.ggml.*`: byte-level BPE with its merges,
-/// control tokens as special tokens.
-fn tokenizer(meta: &Metadata<'_>) -> Result<Tokenizer> {
-    let model = meta.string("tokenizer.ggml.model")?;
-    if model != "gpt2" {
-        return Err(Error::files(
-            meta.path,
-            format!(
-                "tokenizer.ggml.model `{model}` is not supported from GGUF metadata (only `gpt2`, byte-level BPE); put the model's tokenizer.json beside the file"
-            ),
-        ));
-    }
-    let tokens = meta.strings("tokenizer.ggml.tokens")?;
-    let merges = meta.strings("tokenizer.ggml.merges")?;
-    let vocab: tokenizers::models::bpe::Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(id, token)| ((*token).to_owned(), id as u32))
-        .collect();
-    let merges = merges
-        .iter()
-        .map(|m| {
-            m.split_once(' ')
-                .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                .ok_or_else(|| meta.bad("tokenizer.ggml.merges", format!("`{m}` is not a pair")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .build()
-        .map_err(|e| meta.bad("tokenizer.ggml.merges", e))?;
-    let mut inner = tokenizers::Tokenizer::new(bpe);
-    let pre = meta
-        .optional_string("tokenizer.ggml.pre")?
-        .unwrap_or("default");
-    inner.with_pre_tokenizer(Some(pre_tokenizer(pre)?));
-    inner.with_decoder(Some(ByteLevelDecoder::default()));
-    let types: Vec<i32> = match meta.values.get("tokenizer.ggml.token_type") {
-        Some(value) => value
-            .to_vec()
-            .map_err(|e| meta.bad("tokenizer.ggml.token_type", e))?
-            .iter()
-            .map(|v| v.to_i32().unwrap_or(1))
-            .collect(),
-        None => Vec::new(),
-    };
-    // llama.cpp token types: 3 control, 4 user-defined.
-    let special: Vec<AddedToken> = tokens
-        .iter()
-        .zip(&types)
-        .filter(|(_, t)| **t == 3 || **t == 4)
-        .map(|(token, t)| AddedToken::from((*token).to_owned(), *t == 3))
-        .collect();
-    inner.add_special_tokens(&special);
-    let token_at = |key: &str| -> Result<Option<String>> {
-        Ok(meta
-            .optional(key, Metadata::u32)?
-            .and_then(|id| tokens.get(id as usize))
-            .map(|t| (*t).to_owned()))
-    };
-    Ok(Tokenizer::new(
-        inner,
-        token_at("tokenizer.ggml.bos_token_id")?,
-        token_at("tokenizer.ggml.eos_token_id")?,
-    ))
-}
-
-/// The pre-tokenizer llama.cpp uses for `pre`.
-fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
-    let split = |pattern: &str| -> Result<PreTokenizerWrapper> {
-        let split = Split::new(
-            SplitPattern::Regex(pattern.to_owned()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(Sequence::new(vec![
-            split.into(),
-            ByteLevel::new(false, false, false).into(),
-        ])
-        .into())
-    };
-    match pre {
-        // SmolLM: digits one by one, then GPT-2's byte-level split.
-        "smollm" => Ok(Sequence::new(vec![
-            Digits::new(true).into(),
-            ByteLevel::new(false, true, true).into(),
-        ])
-        .into()),
-        "qwen2" | "deepseek-r1-qwen" => split(QWEN2_SPLIT),
-        "llama-bpe" | "llama3" | "smaug-bpe" => split(LLAMA3_SPLIT),
-        _ => Ok(ByteLevel::new(false, true, true).into()),
-    }
+/// The tokenizer in the metadata of the GGUF file at `path` (its tensors unread).
+pub(crate) fn tokenizer_of(path: &Path) -> Result<Tokenizer> {
+    let (content, _) = open_gguf(path)?;
+    tokenizer(&Metadata {
+        path,
+        values: &content.metadata,
+    })
 }
 
 /// Loads the GGUF file at `path` as `options` say.

@@ -4,6 +4,8 @@
 mod config;
 mod float_type;
 mod gguf;
+pub(crate) use gguf::tokenizer_of as gguf_tokenizer;
+mod gguf_tokenizer;
 mod input;
 mod int8_tiles;
 mod llama;

@@ -27,6 +27,10 @@ const INTER_TOKEN_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
     5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
 ];
+/// 25 us to 100 ms: a Redis round trip on loopback is tens of microseconds.
+const BACKEND_BUCKETS: &[f64] = &[
+    0.000025, 0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
 const REQUEST_BUCKETS: &[f64] = &[
     0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
     480.0, 960.0, 1920.0, 7680.0,
@@ -81,6 +85,8 @@ label_sets! {
     ReasonLabel { reason }
     /// The limit that refused a request.
     ScopeLabel { scope }
+    /// What decided a check while a backend was down.
+    PolicyLabel { policy }
     /// A kind of refusal or failure.
     KindLabel { kind }
     /// An instrumented lock.
@@ -189,6 +195,19 @@ impl Registrable for IntGauge {
     fn collector(&self) -> Box<dyn Collector> {
         Box::new(self.clone())
     }
+}
+
+impl Registrable for Histogram {
+    fn collector(&self) -> Box<dyn Collector> {
+        Box::new(self.clone())
+    }
+}
+
+fn plain_histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let opts = HistogramOpts::new(name, help)
+        .namespace("mistralrs")
+        .buckets(buckets.to_vec());
+    Histogram::with_opts(opts).unwrap_or_else(|e| panic!("metric {name}: {e}"))
 }
 
 fn int_gauge(name: &str, help: &str) -> IntGauge {
@@ -326,6 +345,24 @@ metrics! {
     pub http_mcp_errors: CounterFamily<KindLabel<'static>> = Family::counter(
         "http_mcp_errors_total",
         "MCP requests refused by the server's limits, by kind.",
+    );
+    /// `rate_limit_backend_up`: 1 while the shared rate-limit backend (Redis)
+    /// answers, 0 after a check it failed; 0 without one.
+    pub rate_limit_backend_up: IntGauge = int_gauge(
+        "rate_limit_backend_up",
+        "Whether the shared rate-limit backend (Redis) answered its last check.",
+    );
+    /// `rate_limit_fallback_total{policy}`: limit checks decided by
+    /// `on_redis_error` (`local`, `allow` or `deny`) because Redis did not answer.
+    pub rate_limit_fallback: CounterFamily<PolicyLabel<'static>> = Family::counter(
+        "rate_limit_fallback_total",
+        "Rate-limit checks decided by the fallback policy because Redis did not answer.",
+    );
+    /// `rate_limit_backend_seconds`: one round trip of a limit check to Redis.
+    pub rate_limit_backend_seconds: Histogram = plain_histogram(
+        "rate_limit_backend_seconds",
+        "Time of one rate-limit check's round trip to Redis.",
+        BACKEND_BUCKETS,
     );
     /// `connections_refused_total{reason}`: connections closed on accept, on
     /// either port (`per_ip`: the address already holds its maximum).

@@ -29,6 +29,17 @@ pub struct AppState {
     pub tool_parser: Option<ToolParser>,
     /// Forwarded tools each model is offered when a request names none.
     pub mcp_tool_defaults: Arc<McpToolDefaults>,
+    /// The MCP port's shared rate limiter (Redis), for `/health`.
+    pub rate_limit_health: Option<HealthSection>,
+}
+
+/// A part of `/health` that another component reports (read at each request).
+pub struct HealthSection(pub Box<dyn Fn() -> Value + Send + Sync>);
+
+impl std::fmt::Debug for HealthSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HealthSection")
+    }
 }
 
 /// The main port's routes: the OpenAI API, `/health` and the metrics endpoint
@@ -51,9 +62,10 @@ pub fn app(state: Arc<AppState>, max_body_bytes: usize, metrics_path: &str) -> H
         .with_state(state)
 }
 
-/// `GET /health`: liveness plus each engine's queues and KV cache, and each
-/// upstream MCP server's state. `status` stays `ok` while an upstream is down:
-/// the server itself serves, and the upstream's entry says what is wrong.
+/// `GET /health`: liveness plus each engine's queues and KV cache, each
+/// upstream MCP server's state and the shared rate limiter's. `status` stays
+/// `ok` while an upstream or Redis is down: the server itself serves, and the
+/// entry says what is wrong.
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let models: Vec<Value> = state
         .router
@@ -94,5 +106,10 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "resident_bytes": resident,
         "other_bytes": resident.map(|r| (r as i64 - accounted as i64).max(0)),
     });
-    Json(json!({"status": "ok", "models": models, "memory": memory, "mcp_upstreams": upstreams}))
+    let mut health =
+        json!({"status": "ok", "models": models, "memory": memory, "mcp_upstreams": upstreams});
+    if let Some(section) = &state.rate_limit_health {
+        health["rate_limit"] = (section.0)();
+    }
+    Json(health)
 }

@@ -165,6 +165,58 @@ pub struct RateLimitConfig {
     pub auth_failures_per_ip: Option<f64>,
     /// Failed authentications an address may make at once. Default 10.
     pub auth_failures_burst: Option<u32>,
+    /// Where the counters live: `memory` (this process; the default) or `redis`
+    /// (shared by every replica pointed at the same Redis, so a limit holds
+    /// across all of them).
+    pub backend: RateLimitBackend,
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://`), for
+    /// `backend = "redis"`. Never logged (it may hold a password).
+    pub redis_url: Option<String>,
+    /// What a check does while Redis does not answer: `local` (this replica's
+    /// own counters; the default), `allow` or `deny` (503). With `deny`, a Redis
+    /// unreachable at start-up is a start-up error.
+    pub on_redis_error: OnRedisError,
+    /// How long a check waits for Redis before Redis counts as unreachable
+    /// (then for a second, checks don't wait for it). Default 50.
+    pub redis_timeout_ms: Option<u64>,
+    /// Prefix of the limiter's Redis keys, so deployments can share one Redis.
+    /// Default `mistralrs:ratelimit:`.
+    pub redis_key_prefix: Option<String>,
+}
+
+/// `[http_mcp.rate_limit] backend`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitBackend {
+    /// Counters in this process.
+    #[default]
+    Memory,
+    /// Counters in Redis, shared by replicas.
+    Redis,
+}
+
+/// `[http_mcp.rate_limit] on_redis_error`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRedisError {
+    /// Count in this replica's own counters until Redis answers again.
+    #[default]
+    Local,
+    /// Let every request through.
+    Allow,
+    /// Refuse every request with 503.
+    Deny,
+}
+
+impl OnRedisError {
+    /// The setting's value as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
 }
 
 impl RateLimitConfig {
@@ -338,6 +390,25 @@ impl Config {
                     "`http_mcp.rate_limit.{key}` must be between {MIN_RATE:.3e} (one a day) and {MAX_RATE:e} per second"
                 ));
             }
+        }
+        match (rates.backend, &rates.redis_url) {
+            (RateLimitBackend::Redis, None) => {
+                return Err("`http_mcp.rate_limit.backend = \"redis\"` needs `redis_url`".into());
+            }
+            (RateLimitBackend::Memory, Some(_)) => {
+                return Err(
+                    "`http_mcp.rate_limit.redis_url` is set but `backend` is not \"redis\"".into(),
+                );
+            }
+            _ => {}
+        }
+        if rates
+            .redis_timeout_ms
+            .is_some_and(|ms| !(1..=60_000).contains(&ms))
+        {
+            return Err(
+                "`http_mcp.rate_limit.redis_timeout_ms` must be between 1 and 60000".into(),
+            );
         }
         mistralrs_mcp::config::validate(&self.mcp_client, &self.tool_forwarding)
             .map_err(|e| e.to_string())?;

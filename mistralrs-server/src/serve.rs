@@ -164,30 +164,21 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
     let forwarder = mistralrs_mcp::Forwarder::start(&config.mcp_client, &config.tool_forwarding)
         .await
         .context("starting tool forwarding")?;
-    let state = Arc::new(AppState {
-        router: Arc::clone(&router),
-        started_unix,
-        forwarder: forwarder.clone(),
-        tool_parser: config.tool_parser,
-        mcp_tool_defaults: Arc::new(McpToolDefaults::from_config(&config)),
-    });
-    mistralrs_core::sync::set_instrumentation(config.prometheus_locks.enabled);
-    let app = app(
-        state,
-        config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
-        &config.prometheus_locks.metrics_endpoint,
-    );
     // Stop accepting at the signal; end what is still running after the grace period.
     let stop_accepting = CancellationToken::new();
     let end_streams = CancellationToken::new();
+    let mut rate_limit_health = None;
     let mcp = match config.http_mcp.endpoint_port() {
         Some(port) => {
-            let mcp_app = http_mcp::app(
+            let endpoint = http_mcp::app(
                 Arc::clone(&router),
                 forwarder.clone(),
                 &config,
                 end_streams.clone(),
-            )?;
+            )
+            .await?;
+            rate_limit_health = endpoint.rate_limit_health;
+            let mcp_app = endpoint.app;
             let mcp_addr = SocketAddr::new(ip, port);
             let mcp_listener = tokio::net::TcpListener::bind(mcp_addr)
                 .await
@@ -201,6 +192,20 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let state = Arc::new(AppState {
+        router: Arc::clone(&router),
+        started_unix,
+        forwarder: forwarder.clone(),
+        tool_parser: config.tool_parser,
+        mcp_tool_defaults: Arc::new(McpToolDefaults::from_config(&config)),
+        rate_limit_health,
+    });
+    mistralrs_core::sync::set_instrumentation(config.prometheus_locks.enabled);
+    let app = app(
+        state,
+        config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+        &config.prometheus_locks.metrics_endpoint,
+    );
     // Tests and scripts read this line to find a port chosen with --port 0.
     println!("mistralrs-server listening on http://{local}");
     tracing::info!(%local, models = ?router.names(), "serving");

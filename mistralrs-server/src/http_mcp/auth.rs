@@ -29,20 +29,40 @@ use mistralrs_core::metrics::{ReasonLabel, metrics};
 use mistralrs_core::sync::Mutex;
 use mistralrs_mcp::CallerScope;
 use mistralrs_mcp::config::KeyScope;
+use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
+use super::redis_limits::{Cell, RedisLimits, shared_or_fallback};
 use super::rejection::{AuthFailure as Failure, Rejection};
 use crate::config::{AuthMethod, HttpMcpConfig};
 
 use mistralrs_mcp::config::API_KEYS_ENV as KEYS_ENV;
 
-/// Which configured key a request presented (its index), for per-key limits.
+/// Which configured key a request presented (its index): its scope and the
+/// sessions it owns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct KeyId(pub(super) usize);
+
+/// The presented key's identity across replicas, for per-key limits: the first
+/// 8 bytes of its SHA-256, the same wherever and in whichever order the key is
+/// configured, and not the key (it may be stored in Redis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct KeyFingerprint(pub(super) u64);
+
+impl KeyFingerprint {
+    fn of(key: &[u8]) -> Self {
+        let digest = Sha256::digest(key);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        Self(u64::from_be_bytes(first))
+    }
+}
 
 /// The accepted keys, and what each may use of the forwarded tools.
 pub(super) struct ApiKeys {
     keys: Vec<Vec<u8>>,
+    /// Parallel to `keys`.
+    fingerprints: Vec<KeyFingerprint>,
     /// Parallel to `keys`; scoped keys come last so that they win a tie.
     scopes: Vec<Arc<CallerScope>>,
 }
@@ -106,7 +126,11 @@ impl ApiKeys {
                 "[http_mcp] auth_method = \"none\" contradicts the configured API keys (api_keys, auth_key, api_keys_file, {KEYS_ENV}, --http-mcp-auth-key or key_scopes): remove the keys, or the auth_method line to require them"
             ),
             (_, true) => Ok(None),
-            (_, false) => Ok(Some(Self { keys, scopes })),
+            (_, false) => Ok(Some(Self {
+                fingerprints: keys.iter().map(|k| KeyFingerprint::of(k)).collect(),
+                keys,
+                scopes,
+            })),
         }
     }
 
@@ -199,7 +223,36 @@ impl AuthFailureLimit {
 #[derive(Debug)]
 pub(super) struct Authenticator {
     pub(super) keys: ApiKeys,
+    /// This replica's failure budgets (with Redis, the fallback's).
     pub(super) failures: AuthFailureLimit,
+    /// Failure budgets shared through Redis.
+    pub(super) shared: Option<Arc<RedisLimits>>,
+    /// The failure budget's rate, as Redis counts it.
+    pub(super) failure_rate: Cell,
+}
+
+impl Authenticator {
+    /// How long `ip` is still refused for failed authentications, if it is.
+    async fn blocked(&self, ip: IpAddr) -> Result<Option<Duration>, Rejection> {
+        shared_or_fallback(
+            self.shared.as_deref(),
+            |redis| redis.auth_blocked(ip),
+            None,
+            || self.failures.blocked(ip),
+        )
+        .await
+    }
+
+    /// Counts a failure from `ip`; how long it is refused when that spent its budget.
+    async fn record_failure(&self, ip: IpAddr) -> Result<Option<Duration>, Rejection> {
+        shared_or_fallback(
+            self.shared.as_deref(),
+            |redis| redis.record_auth_failure(ip, self.failure_rate),
+            None,
+            || self.failures.record_failure(ip),
+        )
+        .await
+    }
 }
 
 /// Middleware: 401 with `WWW-Authenticate` unless the request carries a valid
@@ -217,18 +270,27 @@ pub(super) async fn require_key(
         scope: "auth_failures",
         retry_after,
     };
-    if let Some(wait) = ip.and_then(|ip| auth.failures.blocked(ip)) {
+    if let Some(ip) = ip
+        && let Some(wait) = auth.blocked(ip).await?
+    {
         return Err(refuse(wait));
     }
     match auth.keys.check(request.headers().get(AUTHORIZATION)) {
         Ok(key) => {
             let scope = Arc::clone(&auth.keys.scopes[key.0]);
             request.extensions_mut().insert(key);
+            request
+                .extensions_mut()
+                .insert(auth.keys.fingerprints[key.0]);
             request.extensions_mut().insert(scope);
             Ok(next.run(request).await)
         }
         Err(failure) => {
-            if let Some(wait) = ip.and_then(|ip| auth.failures.record_failure(ip)) {
+            let blocked = match ip {
+                Some(ip) => auth.record_failure(ip).await?,
+                None => None,
+            };
+            if let Some(wait) = blocked {
                 metrics()
                     .http_mcp_auth_failures
                     .get(&ReasonLabel {
@@ -247,8 +309,10 @@ mod tests {
     use super::*;
 
     fn keys() -> ApiKeys {
+        let keys = vec![b"alpha-key".to_vec(), b"beta".to_vec()];
         ApiKeys {
-            keys: vec![b"alpha-key".to_vec(), b"beta".to_vec()],
+            fingerprints: keys.iter().map(|k| KeyFingerprint::of(k)).collect(),
+            keys,
             scopes: vec![CallerScope::unscoped(), CallerScope::unscoped()],
         }
     }

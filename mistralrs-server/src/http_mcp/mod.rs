@@ -12,6 +12,7 @@ mod front_door;
 mod handler;
 mod jsonrpc;
 mod rate_limit;
+mod redis_limits;
 mod rejection;
 mod sessions;
 
@@ -32,7 +33,8 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, RateLimitConfig};
+use crate::app::HealthSection;
+use crate::config::{Config, RateLimitBackend, RateLimitConfig};
 use crate::guarded_body::GuardedBody;
 use handler::McpHandler;
 
@@ -48,15 +50,23 @@ const DEFAULT_MAX_SESSIONS: usize = 1000;
 /// Seconds before an idle session closes unless `session_idle_timeout_secs` says otherwise.
 const DEFAULT_IDLE_SECS: u64 = 600;
 
+/// The MCP endpoint as `app` builds it.
+pub struct McpEndpoint {
+    /// The MCP port's routes.
+    pub app: axum::Router,
+    /// The shared rate limiter's `/health` entry, with `backend = "redis"`.
+    pub rate_limit_health: Option<HealthSection>,
+}
+
 /// The MCP port's routes: the served models' chat tool and, with a
 /// forwarder, the upstream servers' tools. `shutdown` ends every session and
-/// stream when cancelled.
-pub fn app(
+/// stream when cancelled. Connects to Redis for shared rate limits.
+pub async fn app(
     router: Arc<Router>,
     forwarder: Option<Arc<Forwarder>>,
     full_config: &Config,
     shutdown: CancellationToken,
-) -> anyhow::Result<axum::Router> {
+) -> anyhow::Result<McpEndpoint> {
     let config = &full_config.http_mcp;
     let keys = auth::ApiKeys::load(
         config,
@@ -127,34 +137,45 @@ pub fn app(
     let mut app = axum::Router::new()
         .nest_service(MCP_PATH, service)
         .layer(middleware::from_fn_with_state(door, front_door::route));
-    if let Some(limits) = rate_limit::RateLimits::new(&config.rate_limit)? {
+    let rates = &config.rate_limit;
+    let shared = match rates.backend {
+        RateLimitBackend::Memory => None,
+        RateLimitBackend::Redis => Some(Arc::new(redis_limits::RedisLimits::connect(rates).await?)),
+    };
+    if let Some(limits) = rate_limit::RateLimits::new(rates, shared.clone())? {
         app = app.layer(middleware::from_fn_with_state(
             Arc::new(limits),
             rate_limit::limit,
         ));
     }
     if let Some(keys) = keys {
-        let rates = &config.rate_limit;
-        let failures = auth::AuthFailureLimit::new(
-            rates
-                .auth_failures_per_ip
-                .unwrap_or(RateLimitConfig::DEFAULT_AUTH_FAILURES_PER_IP),
-            rates
-                .auth_failures_burst
-                .unwrap_or(RateLimitConfig::DEFAULT_AUTH_FAILURES_BURST),
-        )?;
-        let authenticator = Arc::new(auth::Authenticator { keys, failures });
+        let per_second = rates
+            .auth_failures_per_ip
+            .unwrap_or(RateLimitConfig::DEFAULT_AUTH_FAILURES_PER_IP);
+        let burst = rates
+            .auth_failures_burst
+            .unwrap_or(RateLimitConfig::DEFAULT_AUTH_FAILURES_BURST);
+        let authenticator = Arc::new(auth::Authenticator {
+            keys,
+            failures: auth::AuthFailureLimit::new(per_second, burst)?,
+            shared: shared.clone(),
+            failure_rate: redis_limits::Cell::new(per_second, Some(burst)),
+        });
         app = app.layer(middleware::from_fn_with_state(
             authenticator,
             auth::require_key,
         ));
     }
-    Ok(app
+    let app = app
         .layer(middleware::from_fn_with_state(
             front_door::MAX_BODY_BYTES,
             crate::unread_body::close_after_unread_body,
         ))
-        .layer(middleware::from_fn(count_requests)))
+        .layer(middleware::from_fn(count_requests));
+    Ok(McpEndpoint {
+        app,
+        rate_limit_health: shared.map(|redis| HealthSection(Box::new(move || redis.report()))),
+    })
 }
 
 /// Decrements `http_mcp_active_connections` when the response body it rides

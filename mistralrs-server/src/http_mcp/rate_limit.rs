@@ -8,6 +8,10 @@
 //! or the global limit refuses it.)
 //!
 //! Failed authentications have a budget of their own per IP (see `auth`).
+//!
+//! The counters live in this process, or with `backend = "redis"` in Redis,
+//! shared by replicas (`redis_limits`); this process's counters then decide
+//! while Redis is down if `on_redis_error = "local"`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -21,25 +25,85 @@ use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
-use super::auth::KeyId;
+use super::auth::KeyFingerprint;
+use super::redis_limits::{Cell, RedisLimits, shared_or_fallback};
 use super::rejection::Rejection;
 use crate::config::{MAX_RATE, MIN_RATE, RateLimitConfig};
 
 /// Forget idle per-IP and per-key state every this many checks.
 const RETAIN_EVERY: u64 = 4096;
 
-/// The configured limiters; `None` where no limit is set.
+/// The configured limits, counted here or in Redis.
+#[derive(Debug)]
 pub(super) struct RateLimits {
+    local: LocalLimits,
+    shared: Option<Arc<RedisLimits>>,
+    /// Each scope's rate as Redis counts it; `None` where no limit is set.
+    per_ip: Option<Cell>,
+    per_key: Option<Cell>,
+    global: Option<Cell>,
+}
+
+impl RateLimits {
+    /// The limits for the configured rates, shared through `shared` when given;
+    /// `None` when no rate is set.
+    pub(super) fn new(
+        config: &RateLimitConfig,
+        shared: Option<Arc<RedisLimits>>,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(local) = LocalLimits::new(config)? else {
+            return Ok(None);
+        };
+        let cell = |rate: Option<f64>| rate.map(|r| Cell::new(r, config.burst));
+        Ok(Some(Self {
+            local,
+            shared,
+            per_ip: cell(config.per_ip),
+            per_key: cell(config.per_key),
+            global: cell(config.global),
+        }))
+    }
+
+    /// The scope that refuses the request and when to retry, or `None` to let it pass.
+    async fn check(
+        &self,
+        key: Option<KeyFingerprint>,
+        ip: Option<IpAddr>,
+    ) -> Result<Option<(&'static str, Duration)>, Rejection> {
+        let scopes = || {
+            let ip = self
+                .per_ip
+                .zip(ip)
+                .map(|(c, ip)| ("ip", format!("ip:{ip}"), c));
+            let key = self
+                .per_key
+                .zip(key)
+                .map(|(c, k)| ("key", format!("key:{:016x}", k.0), c));
+            let global = self.global.map(|c| ("global", "global".to_owned(), c));
+            [ip, key, global].into_iter().flatten().collect::<Vec<_>>()
+        };
+        shared_or_fallback(
+            self.shared.as_deref(),
+            |redis| async move { redis.check(&scopes()).await },
+            None,
+            || self.local.check(key, ip),
+        )
+        .await
+    }
+}
+
+/// Limiters in this process; `None` where no limit is set.
+struct LocalLimits {
     global: Option<DefaultDirectRateLimiter>,
-    per_key: Option<DefaultKeyedRateLimiter<usize>>,
+    per_key: Option<DefaultKeyedRateLimiter<KeyFingerprint>>,
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     checks: AtomicU64,
     clock: DefaultClock,
 }
 
-impl std::fmt::Debug for RateLimits {
+impl std::fmt::Debug for LocalLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimits")
+        f.debug_struct("LocalLimits")
             .field("global", &self.global.is_some())
             .field("per_key", &self.per_key.is_some())
             .field("per_ip", &self.per_ip.is_some())
@@ -65,9 +129,9 @@ pub(super) fn quota(per_second: f64, burst: Option<u32>) -> anyhow::Result<Quota
     Ok(quota.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
 }
 
-impl RateLimits {
+impl LocalLimits {
     /// Limiters for the configured rates, or `None` when no rate is set.
-    pub(super) fn new(config: &RateLimitConfig) -> anyhow::Result<Option<Self>> {
+    fn new(config: &RateLimitConfig) -> anyhow::Result<Option<Self>> {
         if config.global.is_none() && config.per_key.is_none() && config.per_ip.is_none() {
             return Ok(None);
         }
@@ -90,7 +154,11 @@ impl RateLimits {
     }
 
     /// The scope that refuses the request and when to retry, or `None` to let it pass.
-    fn check(&self, key: Option<usize>, ip: Option<IpAddr>) -> Option<(&'static str, Duration)> {
+    fn check(
+        &self,
+        key: Option<KeyFingerprint>,
+        ip: Option<IpAddr>,
+    ) -> Option<(&'static str, Duration)> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % RETAIN_EVERY == RETAIN_EVERY - 1 {
             self.per_key.iter().for_each(|l| l.retain_recent());
             self.per_ip.iter().for_each(|l| l.retain_recent());
@@ -119,12 +187,12 @@ pub(super) async fn limit(
     request: Request,
     next: Next,
 ) -> Result<Response, Rejection> {
-    let key = request.extensions().get::<KeyId>().map(|k| k.0);
+    let key = request.extensions().get::<KeyFingerprint>().copied();
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    match limits.check(key, ip) {
+    match limits.check(key, ip).await? {
         None => Ok(next.run(request).await),
         Some((scope, retry_after)) => Err(Rejection::RateLimited { scope, retry_after }),
     }
@@ -139,7 +207,7 @@ mod tests {
         per_key: Option<f64>,
         per_ip: Option<f64>,
         burst: u32,
-    ) -> RateLimits {
+    ) -> LocalLimits {
         let config = RateLimitConfig {
             global,
             per_key,
@@ -147,13 +215,13 @@ mod tests {
             burst: Some(burst),
             ..RateLimitConfig::default()
         };
-        RateLimits::new(&config).unwrap().unwrap()
+        LocalLimits::new(&config).unwrap().unwrap()
     }
 
     #[test]
     fn no_rates_means_no_limiter() {
         assert!(
-            RateLimits::new(&RateLimitConfig::default())
+            RateLimits::new(&RateLimitConfig::default(), None)
                 .unwrap()
                 .is_none()
         );
@@ -172,10 +240,13 @@ mod tests {
         );
 
         let l = limits(None, Some(0.5), None, 1);
-        assert!(l.check(Some(0), ip).is_none());
-        assert_eq!(l.check(Some(0), ip).map(|r| r.0), Some("key"));
+        assert!(l.check(Some(KeyFingerprint(0)), ip).is_none());
+        assert_eq!(
+            l.check(Some(KeyFingerprint(0)), ip).map(|r| r.0),
+            Some("key")
+        );
         assert!(
-            l.check(Some(1), ip).is_none(),
+            l.check(Some(KeyFingerprint(1)), ip).is_none(),
             "another key has its own budget"
         );
 
@@ -191,7 +262,7 @@ mod tests {
         let b = Some(IpAddr::from([127, 0, 0, 2]));
         // A global budget of 3 and 1 per address: refusals by `a`'s own limit
         // leave the global budget to others.
-        let l = RateLimits {
+        let l = LocalLimits {
             global: Some(DefaultDirectRateLimiter::direct(
                 quota(0.01, Some(3)).unwrap(),
             )),

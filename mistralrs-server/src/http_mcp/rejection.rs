@@ -63,6 +63,9 @@ pub(super) enum Rejection {
     },
     /// 503 with `Retry-After`: the session limit is reached.
     TooManySessions,
+    /// 503 with `Retry-After`: the shared rate limiter (Redis) does not answer
+    /// and `on_redis_error = "deny"`.
+    LimiterUnavailable,
     /// 413: the body is over the limit.
     BodyTooLarge,
     /// 400: the body could not be read to its end.
@@ -87,7 +90,7 @@ impl Rejection {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManySessions | Self::LimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownSession => StatusCode::NOT_FOUND,
             Self::BodyUnreadable
@@ -104,6 +107,7 @@ impl Rejection {
             Self::Unauthorized(_) => "unauthorized",
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManySessions => "too_many_sessions",
+            Self::LimiterUnavailable => "rate_limiter_unavailable",
             Self::BodyTooLarge => "body_too_large",
             Self::BodyUnreadable => "body_unreadable",
             Self::ParseError(_) => "parse_error",
@@ -126,6 +130,10 @@ impl Rejection {
             Self::TooManySessions => (
                 TRANSPORT_REFUSAL,
                 "too many open MCP sessions; try again later".into(),
+            ),
+            Self::LimiterUnavailable => (
+                TRANSPORT_REFUSAL,
+                "the rate limiter is unavailable; try again later".into(),
             ),
             Self::BodyTooLarge => (TRANSPORT_REFUSAL, "request body is too large".into()),
             Self::BodyUnreadable => (
@@ -202,7 +210,7 @@ impl IntoResponse for Rejection {
                     HeaderValue::from_static(r#"Bearer realm="mistralrs-mcp""#),
                 );
             }
-            Self::RateLimited { .. } | Self::TooManySessions => {
+            Self::RateLimited { .. } | Self::TooManySessions | Self::LimiterUnavailable => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(self.retry_secs()));
             }
             _ => {}

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod services;
+
 /// A running `mistralrs-server`, killed on drop.
 pub struct Server {
     pub child: Child,

@@ -33,6 +33,11 @@ pub struct Cli {
     /// `ps`: prefer MISTRALRS_MCP_API_KEYS or `[http_mcp] api_keys_file`.
     #[arg(long = "http-mcp-auth-key", global = true, value_name = "KEY")]
     pub http_mcp_auth_keys: Vec<String>,
+    /// This replica's name among several behind a load balancer: MCP session ids
+    /// start with `<id>.`, so the balancer can send a session's requests to the
+    /// replica that holds it (deploy/nginx).
+    #[arg(long, global = true, env = "MISTRALRS_REPLICA_ID", value_name = "ID")]
+    pub replica_id: Option<String>,
     /// Sequences running at once per model [default: 32].
     #[arg(long, global = true)]
     pub max_seqs: Option<usize>,
@@ -97,6 +102,7 @@ impl Cli {
         config.serve_ip = self.serve_ip.or(config.serve_ip);
         config.port = self.port.or(config.port);
         config.http_mcp.port = self.http_mcp_port.or(config.http_mcp.port);
+        config.http_mcp.replica_id = self.replica_id.clone().or(config.http_mcp.replica_id);
         config
             .http_mcp
             .api_keys

@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mistralrs_core::KvDtype;
@@ -13,6 +14,7 @@ use mistralrs_core::model::{FloatType, Quantization};
 use mistralrs_mcp::config::{McpClientConfig, ToolForwardingConfig};
 use serde::Deserialize;
 
+use crate::client_ip::TrustedProxies;
 use crate::connections::ConnectionLimits;
 use crate::openai::tools::ToolParser;
 
@@ -65,8 +67,13 @@ pub struct Config {
     /// bytes moving before it is closed. Default 60.
     pub idle_connection_timeout_secs: Option<u64>,
     /// Open connections per client IP address, on each port; more are closed on
-    /// accept. Default 512.
+    /// accept. Default 512. Trusted proxies are exempt.
     pub max_connections_per_ip: Option<usize>,
+    /// Load balancers in front of the server (addresses or networks, e.g.
+    /// `["127.0.0.1", "10.0.0.0/8"]`): their connections are not held to
+    /// `max_connections_per_ip`, and on the MCP port the client's address (for
+    /// per-IP and auth-failure limits) comes from their `X-Forwarded-For`.
+    pub trusted_proxies: Vec<String>,
     /// Seconds in-flight requests get to finish at shutdown. Default 10.
     pub shutdown_timeout_secs: Option<u64>,
     /// `error`, `warn`, `info`, `debug` or `trace`. Default `info`.
@@ -139,6 +146,17 @@ pub struct HttpMcpConfig {
     /// Origins a browser may call from; a request with another Origin gets 403.
     /// Default: none, only requests without an Origin header.
     pub allowed_origins: Vec<String>,
+    /// This replica's name when several run behind a load balancer
+    /// (`--replica-id`, `MISTRALRS_REPLICA_ID`): session ids it gives out start
+    /// with `<replica_id>.`, so the balancer routes a session to its replica by
+    /// the id's prefix (deploy/nginx/nginx.conf), and a session id with another
+    /// prefix is unknown here (404). Letters, digits, `-` and `_`, at most 32.
+    pub replica_id: Option<String>,
+    /// Host names (or `host:port`) the endpoint answers to; another `Host` gets
+    /// 403 (DNS-rebinding protection). Default: `localhost`, `127.0.0.1`, `::1`.
+    /// Behind a load balancer, list the names clients use (or the upstream name
+    /// the balancer sends); `["*"]` turns the check off.
+    pub allowed_hosts: Option<Vec<String>>,
     /// Most open sessions. Default 1000.
     pub max_sessions: Option<usize>,
     /// Seconds before an idle session is closed. Default 600.
@@ -299,6 +317,10 @@ impl Config {
                 .idle_connection_timeout_secs
                 .map_or(defaults.idle_timeout, Duration::from_secs),
             max_per_ip: self.max_connections_per_ip.unwrap_or(defaults.max_per_ip),
+            // Validated with the rest of the config.
+            trusted_proxies: Arc::new(
+                TrustedProxies::parse(&self.trusted_proxies).unwrap_or_default(),
+            ),
         }
     }
 
@@ -377,6 +399,26 @@ impl Config {
         }
         if !self.prometheus_locks.metrics_endpoint.starts_with('/') {
             return Err("`prometheus_locks.metrics_endpoint` must start with `/`".into());
+        }
+        TrustedProxies::parse(&self.trusted_proxies)?;
+        if let Some(id) = &self.http_mcp.replica_id
+            && (id.is_empty()
+                || id.len() > 32
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(format!(
+                "`http_mcp.replica_id` `{id}`: use 1 to 32 letters, digits, `-` or `_`"
+            ));
+        }
+        if let Some(hosts) = &self.http_mcp.allowed_hosts
+            && (hosts.is_empty() || (hosts.len() > 1 && hosts.iter().any(|h| h == "*")))
+        {
+            return Err(
+                "`http_mcp.allowed_hosts` needs host names, or just [\"*\"] to allow any Host"
+                    .into(),
+            );
         }
         let rates = &self.http_mcp.rate_limit;
         for (key, rate) in [

@@ -29,10 +29,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::client_ip::TrustedProxies;
 use crate::guarded_body::GuardedBody;
 
 /// Limits on every connection of a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// A request's headers must arrive within this long (HTTP/1).
     pub header_read_timeout: Duration,
@@ -40,6 +41,8 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// Open connections one client IP may hold; more are closed on accept.
     pub max_per_ip: usize,
+    /// Load balancers, whose connections carry many clients: not held to `max_per_ip`.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl ConnectionLimits {
@@ -58,6 +61,7 @@ impl Default for ConnectionLimits {
             header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             max_per_ip: Self::DEFAULT_MAX_PER_IP,
+            trusted_proxies: Arc::default(),
         }
     }
 }
@@ -85,7 +89,11 @@ pub async fn serve(
                 }
             },
         };
-        let Some(slot) = PerIp::take(&per_ip, peer.ip(), limits.max_per_ip) else {
+        let slot = if limits.trusted_proxies.contains(peer.ip()) {
+            None
+        } else if let Some(slot) = PerIp::take(&per_ip, peer.ip(), limits.max_per_ip) {
+            Some(slot)
+        } else {
             tracing::debug!(ip = %peer.ip(), "connection refused: too many from this address");
             mistralrs_core::metrics::metrics()
                 .connections_refused
@@ -97,7 +105,7 @@ pub async fn serve(
             tcp,
             peer,
             app.clone(),
-            limits,
+            limits.clone(),
             stop.clone(),
             slot,
         ));
@@ -113,7 +121,7 @@ async fn serve_connection(
     app: axum::Router,
     limits: ConnectionLimits,
     stop: CancellationToken,
-    _slot: IpSlot,
+    _slot: Option<IpSlot>,
 ) {
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!("TCP_NODELAY: {e}");

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 pub mod connections;
 mod guarded_body;

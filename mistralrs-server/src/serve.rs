@@ -221,7 +221,7 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
         grace,
     ));
     let limits = config.connection_limits();
-    let main = connections::serve(listener, app, limits, stop_accepting.clone());
+    let main = connections::serve(listener, app, limits.clone(), stop_accepting.clone());
     let mcp = async move {
         if let Some((listener, app)) = mcp {
             connections::serve(listener, app, limits, stop_accepting).await;

@@ -14,11 +14,11 @@
 //! key is configured both plainly and with a scope, the scope applies.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
@@ -34,6 +34,7 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::redis_limits::{Cell, RedisLimits, shared_or_fallback};
 use super::rejection::{AuthFailure as Failure, Rejection};
+use crate::client_ip::ClientIp;
 use crate::config::{AuthMethod, HttpMcpConfig};
 
 use mistralrs_mcp::config::API_KEYS_ENV as KEYS_ENV;
@@ -262,10 +263,7 @@ pub(super) async fn require_key(
     mut request: Request,
     next: Next,
 ) -> Result<Response, Rejection> {
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let ip = request.extensions().get::<ClientIp>().map(|c| c.0);
     let refuse = |retry_after| Rejection::RateLimited {
         scope: "auth_failures",
         retry_after,

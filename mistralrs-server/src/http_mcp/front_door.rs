@@ -58,6 +58,8 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 /// What the front door routes between.
 pub(super) struct FrontDoor {
     pub(super) sessions: Arc<Sessions>,
+    /// `<replica_id>.`: the prefix of the session ids this replica gives out.
+    pub(super) session_prefix: Option<String>,
     /// Serves sessionless requests, answering with JSON.
     pub(super) stateless: StreamableHttpService<McpHandler, NeverSessionManager>,
 }
@@ -77,11 +79,7 @@ pub(super) async fn route(
     check_protocol_version(request.headers())?;
     accept_any_media_type(request.headers_mut());
     let owner = request.extensions().get::<KeyId>().copied();
-    let session = request
-        .headers()
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let session = door.local_session_id(request.headers_mut())?;
     match (request.method().clone(), session) {
         (Method::POST, session) => door.post(request, session, owner, next).await,
         (Method::DELETE, Some(id)) => door.delete(request, &id, owner, next).await,
@@ -91,6 +89,35 @@ pub(super) async fn route(
 }
 
 impl FrontDoor {
+    /// The request's session id as rmcp knows it. With a replica id, clients
+    /// hold `<replica_id>.<id>`: the prefix is checked and taken off (in the
+    /// header too); an id of another replica is an unknown session.
+    fn local_session_id(&self, headers: &mut HeaderMap) -> Result<Option<String>, Rejection> {
+        let Some(presented) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+            return Ok(None);
+        };
+        let Some(prefix) = &self.session_prefix else {
+            return Ok(Some(presented.to_owned()));
+        };
+        let local = presented
+            .strip_prefix(prefix.as_str())
+            .ok_or(Rejection::UnknownSession)?
+            .to_owned();
+        let value = HeaderValue::from_str(&local).map_err(|_| Rejection::UnknownSession)?;
+        headers.insert(SESSION_HEADER, value);
+        Ok(Some(local))
+    }
+
+    /// The `initialize` answer with the session id clients hold.
+    fn with_public_session_id(&self, mut response: Response, local: &str) -> Response {
+        if let Some(prefix) = &self.session_prefix
+            && let Ok(value) = HeaderValue::from_str(&format!("{prefix}{local}"))
+        {
+            response.headers_mut().insert(SESSION_HEADER, value);
+        }
+        response
+    }
+
     async fn post(
         &self,
         request: Request,
@@ -121,10 +148,11 @@ impl FrontDoor {
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .filter(|_| response.status().is_success());
-            if let Some(id) = opened {
-                reservation.open(id, owner);
-            }
-            return Ok(response);
+            let Some(id) = opened.map(str::to_owned) else {
+                return Ok(response);
+            };
+            reservation.open(&id, owner);
+            return Ok(self.with_public_session_id(response, &id));
         }
         if needs_no_session(request.headers(), &message) {
             return Ok(self.stateless.handle(request).await.map(Body::new));

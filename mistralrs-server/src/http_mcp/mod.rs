@@ -87,6 +87,11 @@ pub async fn app(
     if !config.allowed_origins.is_empty() {
         server_config.allowed_origins = config.allowed_origins.clone();
     }
+    match config.allowed_hosts.as_deref() {
+        None => {}
+        Some([any]) if any == "*" => server_config = server_config.disable_allowed_hosts(),
+        Some(hosts) => server_config = server_config.with_allowed_hosts(hosts.iter().cloned()),
+    }
     let handler_factory = {
         let router = Arc::clone(&router);
         let defaults = Arc::new(McpToolDefaults::from_config(full_config));
@@ -129,10 +134,12 @@ pub async fn app(
     tokio::spawn(Arc::clone(&sessions).reap_idle(shutdown));
     let door = Arc::new(front_door::FrontDoor {
         sessions,
+        session_prefix: config.replica_id.as_ref().map(|id| format!("{id}.")),
         stateless,
     });
     // `layer` wraps what is already there, so the last layer added runs first:
-    // count, close after unread bodies, authenticate, rate-limit, front door
+    // count, close after unread bodies, find the client's address, authenticate,
+    // rate-limit, front door
     // (protocol version, body checks, sessions), serve.
     let mut app = axum::Router::new()
         .nest_service(MCP_PATH, service)
@@ -167,6 +174,10 @@ pub async fn app(
         ));
     }
     let app = app
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&full_config.connection_limits().trusted_proxies),
+            crate::client_ip::resolve,
+        ))
         .layer(middleware::from_fn_with_state(
             front_door::MAX_BODY_BYTES,
             crate::unread_body::close_after_unread_body,

@@ -13,13 +13,13 @@
 //! shared by replicas (`redis_limits`); this process's counters then decide
 //! while Redis is down if `on_redis_error = "local"`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
@@ -28,6 +28,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use super::auth::KeyFingerprint;
 use super::redis_limits::{Cell, RedisLimits, shared_or_fallback};
 use super::rejection::Rejection;
+use crate::client_ip::ClientIp;
 use crate::config::{MAX_RATE, MIN_RATE, RateLimitConfig};
 
 /// Forget idle per-IP and per-key state every this many checks.
@@ -188,10 +189,7 @@ pub(super) async fn limit(
     next: Next,
 ) -> Result<Response, Rejection> {
     let key = request.extensions().get::<KeyFingerprint>().copied();
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let ip = request.extensions().get::<ClientIp>().map(|c| c.0);
     match limits.check(key, ip).await? {
         None => Ok(next.run(request).await),
         Some((scope, retry_after)) => Err(Rejection::RateLimited { scope, retry_after }),

@@ -87,3 +87,119 @@ impl Drop for Redis {
         self.kill();
     }
 }
+
+/// nginx (Debian's `nginx`) in front of replicas with the shipped proxy
+/// settings (`deploy/nginx/mistralrs-locations.conf`) and the routing of
+/// `deploy/nginx/nginx.conf`, killed on drop. It connects to the replicas from
+/// `bind`, so a test can tell its clients (127.0.0.1) from the proxy.
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// One replica as nginx sees it.
+pub struct Upstream {
+    /// Its `--replica-id`.
+    pub id: String,
+    /// `host:port` of its OpenAI port.
+    pub openai: String,
+    /// `host:port` of its MCP port.
+    pub mcp: String,
+}
+
+impl Nginx {
+    /// Listens on a free port of 127.0.0.1 and routes to `replicas` as
+    /// deploy/nginx/nginx.conf does (each replica's backup is the next one).
+    pub fn start(replicas: &[Upstream], bind: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let locations = format!(
+            "{}/../deploy/nginx/mistralrs-locations.conf",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let servers = |addrs: Vec<&str>| {
+            addrs
+                .iter()
+                .map(|a| format!("server {a};"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut routing = format!(
+            "upstream mistralrs_openai {{ least_conn; {} keepalive 32; }}\n\
+             upstream mistralrs_mcp {{ least_conn; {} keepalive 32; }}\n",
+            servers(replicas.iter().map(|r| r.openai.as_str()).collect()),
+            servers(replicas.iter().map(|r| r.mcp.as_str()).collect()),
+        );
+        let mut map =
+            String::from("map $http_mcp_session_id $mcp_pool { default \"mistralrs_mcp\";\n");
+        for (i, replica) in replicas.iter().enumerate() {
+            let backup = &replicas[(i + 1) % replicas.len()];
+            routing.push_str(&format!(
+                "upstream mcp_{i} {{ server {}; server {} backup; keepalive 16; }}\n",
+                replica.mcp, backup.mcp
+            ));
+            map.push_str(&format!("  \"~^{}\\.\" \"mcp_{i}\";\n", replica.id));
+        }
+        map.push_str("}\n");
+        let d = dir.path().display();
+        // One process: no workers to outlive a killed master, none that drops
+        // root for `nobody`, who could not use the temp dir.
+        let conf = format!(
+            "daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+{routing}{map}
+  server {{
+    listen 127.0.0.1:{port};
+    proxy_bind {bind};
+    include {locations};
+  }}
+}}
+"
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let binary = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|b| std::path::Path::new(b).exists())
+            .unwrap_or("nginx");
+        let child = Command::new(binary)
+            .args(["-p", &d.to_string(), "-c", &path.display().to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("nginx (Debian package nginx; scripts/test-all installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// `http://127.0.0.1:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

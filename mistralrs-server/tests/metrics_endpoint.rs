@@ -173,7 +173,8 @@ async fn the_metrics_path_is_configurable() {
 }
 
 /// Every query of the Grafana dashboard parses (promtool checks them as recording
-/// rules) and names only series the server exports.
+/// rules), names only series the server exports, and selects replicas by
+/// Prometheus' `instance` label; no series carries a replica-specific label.
 #[tokio::test]
 async fn the_grafana_dashboard_queries_parse_and_use_real_series() {
     let server = Server::start(&[]);
@@ -184,6 +185,16 @@ async fn the_grafana_dashboard_queries_parse_and_use_real_series() {
     )
     .await;
     let (text, _) = scrape(&server).await;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let labels = line.split_once('{').map_or("", |(_, rest)| rest);
+        for pair in labels.split("\",").filter(|p| p.contains('=')) {
+            let name = pair.split('=').next().unwrap().trim_start_matches(',');
+            assert!(
+                !["instance", "job", "replica", "host", "hostname", "pod"].contains(&name),
+                "a replica-specific label in `{line}`"
+            );
+        }
+    }
     let families: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
@@ -207,6 +218,23 @@ async fn the_grafana_dashboard_queries_parse_and_use_real_series() {
         })
         .collect();
     assert!(exprs.len() >= 12);
+    // Replicas are told apart only by Prometheus' own `instance` label: every
+    // panel sums or picks over the replicas the selector names.
+    for expr in &exprs {
+        assert!(
+            expr.contains("instance=~\"$instance\""),
+            "no replica selector in `{expr}`"
+        );
+    }
+    let template = &dashboard["templating"]["list"];
+    assert!(
+        template
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "instance" && v["includeAll"] == true),
+        "{template}"
+    );
     for expr in &exprs {
         for word in expr
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -221,6 +249,16 @@ async fn the_grafana_dashboard_queries_parse_and_use_real_series() {
             }
             // Present only with upstreams; tests/tool_forwarding.rs checks them.
             if family.starts_with("mistralrs_tool_") || family == "mistralrs_mcp_upstream_up" {
+                continue;
+            }
+            // Present once the MCP port refused or Redis failed a check;
+            // tests/shared_rate_limits.rs checks them.
+            if [
+                "mistralrs_http_mcp_rate_limited_total",
+                "mistralrs_rate_limit_fallback_total",
+            ]
+            .contains(&family)
+            {
                 continue;
             }
             assert!(

@@ -150,8 +150,26 @@ async fn when_redis_stops_each_policy_applies_and_the_metric_says_so() {
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");
 
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana-dashboard.json"
+    ))
+    .unwrap();
     for (server, policy) in [(&local, "local"), (&allow, "allow"), (&deny, "deny")] {
         let metrics = server.metrics().await;
+        // The dashboard's rate-limit panels query series these replicas export.
+        for family in [
+            "mistralrs_http_mcp_rate_limited_total",
+            "mistralrs_rate_limit_fallback_total",
+            "mistralrs_rate_limit_backend_up",
+            "mistralrs_rate_limit_backend_seconds",
+        ] {
+            assert!(dashboard.contains(family), "{family} has no panel");
+            assert!(
+                metrics.contains(&format!("# TYPE {family} ")),
+                "{family} not exported"
+            );
+        }
         let fallbacks = common::series(
             &metrics,
             &format!("mistralrs_rate_limit_fallback_total{{policy=\"{policy}\"}}"),

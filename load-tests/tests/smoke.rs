@@ -228,6 +228,80 @@ fn mcp_sessions_smoke() {
     }
 }
 
+/// redis-server and nginx as the server's own multi-replica tests run them.
+#[cfg(feature = "mcp-scenarios")]
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../mistralrs-server/tests/common/services.rs"]
+mod services;
+
+/// `mcp-sessions` through nginx in front of three replicas
+/// (deploy/nginx's routing): every session is held and answered, on every replica.
+#[test]
+#[cfg(feature = "mcp-scenarios")]
+fn mcp_sessions_through_nginx_smoke() {
+    let replicas: Vec<Server> = (1..=3)
+        .map(|i| start_server(&format!("[http_mcp]\nreplica_id = \"replica-{i}\"\n")))
+        .collect();
+    let authority = |url: &str| {
+        url.trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let upstreams: Vec<services::Upstream> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| services::Upstream {
+            id: format!("replica-{}", i + 1),
+            openai: authority(&r.base),
+            mcp: authority(&r.mcp),
+        })
+        .collect();
+    let nginx = services::Nginx::start(&upstreams, "127.0.0.1");
+    let summary = scenario(&[
+        "mcp-sessions",
+        "--url",
+        &nginx.url("/mcp/stream"),
+        "--sessions",
+        "6,24",
+        "--seconds",
+        "2",
+    ]);
+    for (stage, sessions) in summary["stages"].as_array().unwrap().iter().zip([6, 24]) {
+        assert_eq!(stage["sessions_held"], sessions, "{stage}");
+        assert!(stage["calls"].as_u64().unwrap() > 0, "{stage}");
+        assert_eq!(stage["errors"], serde_json::json!({}), "{stage}");
+    }
+    for replica in &replicas {
+        let metrics = http_get(&format!("{}/metrics", replica.base));
+        let posts: f64 = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("mistralrs_http_mcp_requests_total{method=\"POST\",status=\"200\"}")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(posts > 0.0, "a replica got no sessions' calls:\n{metrics}");
+    }
+}
+
+/// The body of `GET url` (HTTP/1.0 over a plain socket: the test needs no client).
+#[cfg(feature = "mcp-scenarios")]
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
 /// Two different free ports on 127.0.0.1 (both bound at once, so not the same).
 #[cfg(feature = "mcp-scenarios")]
 fn two_free_ports() -> (u16, u16) {

@@ -346,6 +346,12 @@ metrics! {
         "http_mcp_errors_total",
         "MCP requests refused by the server's limits, by kind.",
     );
+    /// `mcp_forwarded_names_left_out`: forwarded tools and prompts kept from
+    /// clients because their name collides (`namespace_strategy = "none"`).
+    pub mcp_forwarded_names_left_out: IntGauge = int_gauge(
+        "mcp_forwarded_names_left_out",
+        "Forwarded tools and prompts left out because their name collides.",
+    );
     /// `rate_limit_backend_up`: 1 while the shared rate-limit backend (Redis)
     /// answers, 0 after a check it failed; 0 without one.
     pub rate_limit_backend_up: IntGauge = int_gauge(

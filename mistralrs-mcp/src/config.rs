@@ -54,8 +54,9 @@ pub struct McpServerConfig {
 pub struct ToolForwardingConfig {
     /// Re-export upstream tools. Default true (when upstreams are configured).
     pub enabled: bool,
-    /// Only `server_prefix` for now.
-    pub namespace_strategy: String,
+    /// How forwarded tools and prompts are named: `server_prefix` (default),
+    /// `none` or `conditional`.
+    pub namespace_strategy: NamespaceStrategy,
     /// Between server and tool name. Default `__`: valid in MCP, OpenAI and
     /// Anthropic tool names alike.
     pub namespace_separator: String,
@@ -69,12 +70,26 @@ impl Default for ToolForwardingConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            namespace_strategy: "server_prefix".into(),
+            namespace_strategy: NamespaceStrategy::ServerPrefix,
             namespace_separator: "__".into(),
             security: SecurityConfig::default(),
             cache: CacheConfig::default(),
         }
     }
+}
+
+/// `[tool_forwarding] namespace_strategy`: what clients see for forwarded
+/// tools and prompts (the forwarder's `name_table`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NamespaceStrategy {
+    /// `<server><separator><name>` for everything.
+    #[default]
+    ServerPrefix,
+    /// Upstream names unchanged; collisions refused.
+    None,
+    /// Upstream names unchanged unless they collide.
+    Conditional,
 }
 
 /// `[tool_forwarding.security]`.
@@ -209,12 +224,6 @@ pub fn validate(client: &McpClientConfig, forwarding: &ToolForwardingConfig) -> 
 
 /// [`validate`], with the message as text.
 fn check(client: &McpClientConfig, forwarding: &ToolForwardingConfig) -> Result<(), String> {
-    if forwarding.namespace_strategy != "server_prefix" {
-        return Err(format!(
-            "`tool_forwarding.namespace_strategy` must be `server_prefix`, not `{}`",
-            forwarding.namespace_strategy
-        ));
-    }
     let names = crate::names::Namespacing::new(&forwarding.namespace_separator)
         .map_err(|e| e.to_string())?;
     let mut seen = std::collections::BTreeSet::new();

@@ -27,7 +27,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::cache::ToolCache;
 use crate::client::{Catalog, Connection, ProgressRoute, Status, Upstream};
-use crate::config::{McpClientConfig, ToolForwardingConfig};
+use crate::config::{McpClientConfig, NamespaceStrategy, ToolForwardingConfig};
+use crate::name_table::{NameTable, Offer};
 use crate::names::Namespacing;
 use crate::policy::Policy;
 use crate::scope::CallerScope;
@@ -54,6 +55,10 @@ pub struct UpstreamHealth {
     /// Process id of a stdio upstream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Its tools and prompts a name collision keeps from clients
+    /// (`namespace_strategy = "none"`), each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 /// Upstream MCP servers re-exported under namespaces.
@@ -61,6 +66,11 @@ pub struct UpstreamHealth {
 pub struct Forwarder {
     upstreams: BTreeMap<String, Arc<Upstream>>,
     names: Namespacing,
+    strategy: NamespaceStrategy,
+    /// Exposed names under `none` and `conditional`, rebuilt when the
+    /// upstreams' change counter (`generation`) moves on.
+    table: Mutex<Arc<NameTable>>,
+    generation: watch::Receiver<u64>,
     policy: Policy,
     cache: Option<ToolCache>,
     max_argument_bytes: usize,
@@ -219,6 +229,9 @@ impl Forwarder {
             .unwrap_or_default();
         let forwarder = Arc::new(Self {
             names,
+            strategy: forwarding.namespace_strategy,
+            table: Mutex::new("mcp_forwarded_names", Arc::new(NameTable::unbuilt())),
+            generation: changes.subscribe(),
             policy: Policy::new(&forwarding.security),
             cache: ToolCache::new(&forwarding.cache),
             max_argument_bytes: forwarding
@@ -248,6 +261,21 @@ impl Forwarder {
             }
         };
         let _ = tokio::time::timeout(longest + Duration::from_secs(1), settled).await;
+        if let Some(table) = forwarder.name_table()
+            && forwarder.strategy == NamespaceStrategy::None
+            && !table.left_out.is_empty()
+        {
+            forwarder.shutdown().await;
+            let clashes: Vec<String> = table
+                .left_out
+                .iter()
+                .map(|l| format!("{} `{}` of `{}` ({})", l.kind, l.name, l.server, l.reason))
+                .collect();
+            return Err(Error::Config(format!(
+                "namespace_strategy = \"none\" needs unique names: {}; use \"conditional\" or \"server_prefix\"",
+                clashes.join("; ")
+            )));
+        }
         forwarder.warn_unmatched_names(forwarding);
         tokio::spawn(Arc::clone(&forwarder).announce_changes(changes.subscribe()));
         Ok(Some(forwarder))
@@ -304,6 +332,7 @@ impl Forwarder {
                     error: None,
                     retry_in_ms: None,
                     pid: None,
+                    left_out: Vec::new(),
                 };
                 match upstream.status() {
                     Status::Connecting => {}
@@ -319,22 +348,85 @@ impl Forwarder {
                         health.retry_in_ms = Some(wait.as_millis() as u64);
                     }
                 }
+                if let Some(table) = self.name_table() {
+                    health.left_out = table
+                        .left_out
+                        .iter()
+                        .filter(|l| l.server == upstream.name)
+                        .map(|l| format!("{} `{}`: {}", l.kind, l.name, l.reason))
+                        .collect();
+                }
                 health
             })
             .collect()
     }
 
+    /// The exposed names now, rebuilt first if an upstream changed since;
+    /// `None` under `server_prefix`, whose names need no table.
+    fn name_table(&self) -> Option<Arc<NameTable>> {
+        if self.strategy == NamespaceStrategy::ServerPrefix {
+            return None;
+        }
+        let generation = *self.generation.borrow();
+        let mut table = self.table.lock();
+        if table.generation != generation {
+            let connected: Vec<(&str, Arc<Connection>)> = self.connected().collect();
+            let offers: Vec<Offer<'_>> = connected
+                .iter()
+                .map(|(server, c)| {
+                    let tools = c
+                        .catalog
+                        .tools
+                        .iter()
+                        .map(|t| t.tool.name.as_ref())
+                        .collect();
+                    let prompts = c.catalog.prompts.iter().map(|p| p.name.as_str()).collect();
+                    (*server, tools, prompts)
+                })
+                .collect();
+            let rebuilt = NameTable::build(self.strategy, &self.names, &offers, &table, generation);
+            for left in rebuilt
+                .left_out
+                .iter()
+                .filter(|l| !table.left_out.contains(l))
+            {
+                tracing::warn!(
+                    server = %left.server,
+                    kind = left.kind,
+                    name = %left.name,
+                    reason = %left.reason,
+                    "a forwarded name collides and is left out"
+                );
+            }
+            metrics()
+                .mcp_forwarded_names_left_out
+                .set(rebuilt.left_out.len() as i64);
+            *table = Arc::new(rebuilt);
+        }
+        Some(Arc::clone(&table))
+    }
+
+    /// The owner and upstream name of the tool clients call `exposed`.
+    fn resolve_tool(&self, exposed: &str) -> Option<(String, String)> {
+        match self.name_table() {
+            Some(table) => table.tool(exposed).cloned(),
+            None => self
+                .names
+                .parse(exposed)
+                .filter(|(server, _)| self.upstreams.contains_key(*server))
+                .map(|(server, tool)| (server.to_owned(), tool.to_owned())),
+        }
+    }
+
     /// Whether `name` belongs to a configured upstream (so the forwarder, not
     /// the local tools, answers for it).
     pub fn owns(&self, name: &str) -> bool {
-        self.names
-            .parse(name)
-            .is_some_and(|(server, _)| self.upstreams.contains_key(server))
+        self.resolve_tool(name).is_some()
     }
 
-    /// The upstream (namespace) a forwarded name belongs to.
-    pub fn namespace_of<'a>(&self, name: &'a str) -> Option<&'a str> {
-        self.names.parse(name).map(|(server, _)| server)
+    /// The upstream (namespace) a forwarded tool name belongs to.
+    pub fn namespace_of(&self, name: &str) -> Option<String> {
+        self.resolve_tool(name).map(|(server, _)| server)
     }
 
     /// A call the served model made, as [`Self::call_tool`] runs it, with what
@@ -394,13 +486,22 @@ impl Forwarder {
     /// The forwarded tools `caller` may see, renamed into their namespace with
     /// schema and annotations as the upstream gave them.
     pub fn list_tools(&self, caller: &CallerScope) -> Vec<Tool> {
+        let table = self.name_table();
         let mut tools = Vec::new();
         for (server, connection) in self.connected() {
             for upstream_tool in &connection.catalog.tools {
-                let name = self.names.join(server, &upstream_tool.tool.name);
-                if self.policy.allows_tool(caller, server, &name) {
+                let upstream_name = upstream_tool.tool.name.as_ref();
+                let canonical = self.names.join(server, upstream_name);
+                let exposed = match &table {
+                    Some(table) => match table.tool_name(server, upstream_name) {
+                        Some(name) => name.to_owned(),
+                        None => continue,
+                    },
+                    None => canonical.clone(),
+                };
+                if self.policy.allows_tool(caller, server, &canonical) {
                     let mut tool = upstream_tool.tool.clone();
-                    tool.name = name.into();
+                    tool.name = exposed.into();
                     tools.push(tool);
                 }
             }
@@ -411,17 +512,18 @@ impl Forwarder {
     /// A forwarded tool by its forwarded name, as the global policy lets
     /// anyone see it (rmcp uses it to check `Mcp-Param-*` headers).
     pub fn get_tool(&self, name: &str) -> Option<Tool> {
-        let (server, tool) = self.names.parse(name)?;
+        let (server, tool) = self.resolve_tool(name)?;
+        let canonical = self.names.join(&server, &tool);
         if !self
             .policy
-            .allows_tool(&CallerScope::unscoped(), server, name)
+            .allows_tool(&CallerScope::unscoped(), &server, &canonical)
         {
             return None;
         }
-        let Status::Up(connection) = self.upstreams.get(server)?.status() else {
+        let Status::Up(connection) = self.upstreams.get(&server)?.status() else {
             return None;
         };
-        let mut found = connection.catalog.tool(tool)?.tool.clone();
+        let mut found = connection.catalog.tool(&tool)?.tool.clone();
         found.name = name.to_owned().into();
         Some(found)
     }
@@ -437,19 +539,22 @@ impl Forwarder {
         request: CallToolRequestParams,
         origin: CallOrigin,
     ) -> std::result::Result<CallToolResult, McpError> {
-        let name = request.name.to_string();
-        let Some((server, tool)) = self.names.parse(&name) else {
+        let exposed = request.name.to_string();
+        let Some((server, tool)) = self.resolve_tool(&exposed) else {
             count_error("unknown", Failure::UnknownTool);
-            return Err(unknown_tool(&name));
+            return Err(unknown_tool(&exposed));
         };
+        let (server, tool) = (server.as_str(), tool.as_str());
         let Some(upstream) = self.upstreams.get(server) else {
             count_error("unknown", Failure::UnknownTool);
-            return Err(unknown_tool(&name));
+            return Err(unknown_tool(&exposed));
         };
+        // Policy, cache and metrics know the tool by its prefixed name.
+        let name = self.names.join(server, tool);
         if !self.policy.allows_tool(caller, server, &name) {
             count_error(server, Failure::Denied);
             tracing::debug!(tool = %name, "forwarded call refused by policy");
-            return Err(unknown_tool(&name));
+            return Err(unknown_tool(&exposed));
         }
         let connection = match upstream.status() {
             Status::Up(connection) => connection,
@@ -460,7 +565,7 @@ impl Forwarder {
         };
         let Some(listed) = connection.catalog.tool(tool) else {
             count_error(server, Failure::UnknownTool);
-            return Err(unknown_tool(&name));
+            return Err(unknown_tool(&exposed));
         };
         let mut request = request;
         let had_arguments = request.arguments.is_some();
@@ -468,7 +573,7 @@ impl Forwarder {
         if let Err(message) = self.check_arguments(listed, &arguments) {
             count_error(server, Failure::InvalidArguments);
             return Err(McpError::invalid_params(
-                format!("arguments of `{name}`: {message}"),
+                format!("arguments of `{exposed}`: {message}"),
                 None,
             ));
         }
@@ -643,30 +748,41 @@ impl Forwarder {
     }
 
     /// The items of every connected upstream whose namespace `caller` may use,
-    /// each renamed `<server><separator><name>`.
+    /// each renamed by `rename(server, name)` (left out when it gives `None`).
     fn namespaced<T: Clone>(
         &self,
         caller: &CallerScope,
         items: fn(&Catalog) -> &[T],
         name: fn(&mut T) -> &mut String,
+        rename: impl Fn(&str, &str) -> Option<String>,
     ) -> Vec<T> {
         let mut out = Vec::new();
         for (server, connection) in self.connected() {
             if self.policy.allows_namespace(caller, server) {
                 for item in items(&connection.catalog) {
                     let mut item = item.clone();
-                    let renamed = self.names.join(server, name(&mut item));
-                    *name(&mut item) = renamed;
-                    out.push(item);
+                    if let Some(renamed) = rename(server, name(&mut item)) {
+                        *name(&mut item) = renamed;
+                        out.push(item);
+                    }
                 }
             }
         }
         out
     }
 
-    /// Forwarded prompts `caller` may see, named `<server><separator><prompt>`.
+    /// Forwarded prompts `caller` may see, named by the namespace strategy.
     pub fn list_prompts(&self, caller: &CallerScope) -> Vec<Prompt> {
-        self.namespaced(caller, |c| &c.prompts, |p| &mut p.name)
+        let table = self.name_table();
+        self.namespaced(
+            caller,
+            |c| &c.prompts,
+            |p| &mut p.name,
+            |server, prompt| match &table {
+                Some(table) => table.prompt_name(server, prompt).map(str::to_owned),
+                None => Some(self.names.join(server, prompt)),
+            },
+        )
     }
 
     /// Gets a forwarded prompt from its upstream.
@@ -676,28 +792,41 @@ impl Forwarder {
         mut request: GetPromptRequestParams,
     ) -> std::result::Result<GetPromptResponse, McpError> {
         let name = request.name.clone();
-        let (server, connection) = self.route(caller, &name)?;
-        let Some((_, prompt)) = self.names.parse(&name) else {
-            return Err(McpError::invalid_params(
-                format!("unknown prompt `{name}`"),
-                None,
-            ));
-        };
-        request.name = prompt.to_owned();
+        let (server, prompt, connection) = self.route(caller, &name)?;
+        request.name = prompt;
         request.meta = None;
-        self.ask(server, connection.peer.get_prompt_once(request))
+        self.ask(&server, connection.peer.get_prompt_once(request))
             .await
     }
 
     /// Forwarded resources `caller` may see, with their own URIs and names
     /// prefixed by their namespace.
     pub fn list_resources(&self, caller: &CallerScope) -> Vec<Resource> {
-        self.namespaced(caller, |c| &c.resources, |r| &mut r.name)
+        self.namespaced(
+            caller,
+            |c| &c.resources,
+            |r| &mut r.name,
+            |s, n| Some(self.resource_name(s, n)),
+        )
     }
 
     /// Forwarded resource templates `caller` may see.
     pub fn list_resource_templates(&self, caller: &CallerScope) -> Vec<ResourceTemplate> {
-        self.namespaced(caller, |c| &c.templates, |t| &mut t.name)
+        self.namespaced(
+            caller,
+            |c| &c.templates,
+            |t| &mut t.name,
+            |s, n| Some(self.resource_name(s, n)),
+        )
+    }
+
+    /// A resource's display name: prefixed under `server_prefix`, as the
+    /// upstream gives it otherwise (resources are routed by URI, not name).
+    fn resource_name(&self, server: &str, name: &str) -> String {
+        match self.strategy {
+            NamespaceStrategy::ServerPrefix => self.names.join(server, name),
+            NamespaceStrategy::None | NamespaceStrategy::Conditional => name.to_owned(),
+        }
     }
 
     /// Reads a resource from the upstream that listed it, or whose template's
@@ -751,20 +880,27 @@ impl Forwarder {
             .map_err(|e| upstream_failure(server, e))
     }
 
-    /// The connected upstream owning a forwarded prompt name, if `caller` may use it.
-    fn route<'a>(
-        &'a self,
+    /// The connected upstream owning a forwarded prompt name, and the
+    /// prompt's name there, if `caller` may use it.
+    fn route(
+        &self,
         caller: &CallerScope,
         name: &str,
-    ) -> std::result::Result<(&'a str, Arc<Connection>), McpError> {
+    ) -> std::result::Result<(String, String, Arc<Connection>), McpError> {
         let unknown = || McpError::invalid_params(format!("unknown prompt `{name}`"), None);
-        let (server, _) = self.names.parse(name).ok_or_else(unknown)?;
-        let (server, upstream) = self.upstreams.get_key_value(server).ok_or_else(unknown)?;
-        if !self.policy.allows_namespace(caller, server) {
+        let (server, prompt) = match self.name_table() {
+            Some(table) => table.prompt(name).cloned().ok_or_else(unknown)?,
+            None => {
+                let (server, prompt) = self.names.parse(name).ok_or_else(unknown)?;
+                (server.to_owned(), prompt.to_owned())
+            }
+        };
+        let upstream = self.upstreams.get(&server).ok_or_else(unknown)?;
+        if !self.policy.allows_namespace(caller, &server) {
             return Err(unknown());
         }
         match upstream.status() {
-            Status::Up(connection) => Ok((server.as_str(), connection)),
+            Status::Up(connection) => Ok((server, prompt, connection)),
             _ => Err(McpError::internal_error(self.down_message(upstream), None)),
         }
     }

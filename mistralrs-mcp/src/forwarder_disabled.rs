@@ -72,7 +72,7 @@ impl Forwarder {
     }
 
     /// Never called.
-    pub fn namespace_of<'a>(&self, _name: &'a str) -> Option<&'a str> {
+    pub fn namespace_of(&self, _name: &str) -> Option<String> {
         match *self {}
     }
 

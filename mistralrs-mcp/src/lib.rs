@@ -19,6 +19,8 @@ mod client;
 #[cfg(feature = "tool-forwarding")]
 mod forwarder;
 #[cfg(feature = "tool-forwarding")]
+mod name_table;
+#[cfg(feature = "tool-forwarding")]
 mod policy;
 #[cfg(feature = "tool-forwarding")]
 pub use forwarder::{CallOrigin, Forwarder, UpstreamHealth};

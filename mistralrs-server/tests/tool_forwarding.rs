@@ -611,3 +611,187 @@ async fn a_full_template_enforces_every_section() {
         "a typo is named: {logs}"
     );
 }
+
+/// `[[mcp_client.servers]]` for server-everything over stdio named `name`.
+fn everything_named(name: &str) -> String {
+    everything_stdio(30).replace("name = \"everything\"", &format!("name = \"{name}\""))
+}
+
+/// The names of what `method` lists (sessionless, JSON).
+async fn listed(server: &Server, method: &str, field: &str) -> Vec<String> {
+    let (status, answer) = call_raw(server.mcp.as_deref().unwrap(), "-", method, Value::Null).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["result"][field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A sessionless `tools/call` of `name`; the text of its result.
+async fn call_text(server: &Server, name: &str, arguments: Value) -> String {
+    let params = serde_json::json!({"name": name, "arguments": arguments});
+    let (status, answer) =
+        call_raw(server.mcp.as_deref().unwrap(), "-", "tools/call", params).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["result"]["isError"] != true, "{answer}");
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned()
+}
+
+/// Issue 14, item 1: `none` offers the upstreams' own names.
+#[tokio::test]
+async fn namespace_strategy_none_offers_the_upstreams_own_names() {
+    let (_dir, path) = shared_dir();
+    std::fs::write(format!("{path}/notes.txt"), "plain names").unwrap();
+    let server = start(&format!(
+        "[tool_forwarding]\nnamespace_strategy = \"none\"\n{}{}",
+        everything_stdio(30),
+        filesystem_stdio(Path::new(&path))
+    ));
+    let tools = listed(&server, "tools/list", "tools").await;
+    for name in ["echo", "read_text_file", "chat"] {
+        assert!(tools.iter().any(|t| t == name), "{name} in {tools:?}");
+    }
+    assert!(!tools.iter().any(|t| t.contains("__")), "{tools:?}");
+    let echoed = call_text(&server, "echo", serde_json::json!({"message": "plain"})).await;
+    assert!(echoed.contains("plain"), "{echoed}");
+    let read = call_text(
+        &server,
+        "read_text_file",
+        serde_json::json!({"path": format!("{path}/notes.txt")}),
+    )
+    .await;
+    assert_eq!(read, "plain names");
+    let prompts = listed(&server, "prompts/list", "prompts").await;
+    assert!(
+        !prompts.is_empty() && !prompts.iter().any(|p| p.contains("__")),
+        "{prompts:?}"
+    );
+    let (status, answer) = call_raw(
+        server.mcp.as_deref().unwrap(),
+        "-",
+        "prompts/get",
+        serde_json::json!({"name": prompts[0]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(answer["result"]["messages"].is_array(), "{answer}");
+    // The prefixed names are not offered, and do not reach an upstream.
+    let (_, answer) = call_raw(
+        server.mcp.as_deref().unwrap(),
+        "-",
+        "tools/call",
+        serde_json::json!({"name": "everything__echo", "arguments": {"message": "x"}}),
+    )
+    .await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown tool"),
+        "{answer}"
+    );
+}
+
+/// `none` with two upstreams offering the same names: a start-up error naming them.
+#[test]
+fn namespace_strategy_none_refuses_colliding_names_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mistralrs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mcp_client]\nenabled = true\n[tool_forwarding]\nnamespace_strategy = \"none\"\n{}{}",
+            everything_named("a"),
+            everything_named("b")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mistralrs-server"))
+        .args(["--port", "0", "--http-mcp-port", "0", "--config"])
+        .arg(&config)
+        .args(["run", "-m", "demo"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("tool `echo` of `a` (offered by `a` and `b`)")
+            && stderr.contains("conditional"),
+        "{stderr}"
+    );
+}
+
+/// `conditional`: only the names two upstreams share get their prefix.
+#[tokio::test]
+async fn namespace_strategy_conditional_prefixes_only_shared_names() {
+    let (_dir, path) = shared_dir();
+    let server = start(&format!(
+        "[tool_forwarding]\nnamespace_strategy = \"conditional\"\n{}{}{}",
+        everything_named("a"),
+        everything_named("b"),
+        filesystem_stdio(Path::new(&path))
+    ));
+    let tools = listed(&server, "tools/list", "tools").await;
+    for name in ["a__echo", "b__echo", "read_text_file", "chat"] {
+        assert!(tools.iter().any(|t| t == name), "{name} in {tools:?}");
+    }
+    assert!(!tools.iter().any(|t| t == "echo"), "{tools:?}");
+    for name in ["a__echo", "b__echo"] {
+        let echoed = call_text(&server, name, serde_json::json!({"message": name})).await;
+        assert!(echoed.contains(name), "{echoed}");
+    }
+    let listing = call_text(&server, "list_allowed_directories", serde_json::json!({})).await;
+    assert!(listing.contains(&path), "{listing}");
+}
+
+/// `none` at runtime: an upstream that adds a name another upstream has is
+/// left out of it, with a warning, a metric and a note on `/health`.
+#[tokio::test]
+async fn a_name_that_collides_later_is_left_out_and_reported() {
+    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let grower = format!(
+        "{}/tests/python/growing_server.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let server = start(&format!(
+        "[tool_forwarding]\nnamespace_strategy = \"none\"\n{}[[mcp_client.servers]]\nname = \"grower\"\ncommand = {python:?}\nargs = [{grower:?}]\n",
+        everything_stdio(30)
+    ));
+    wait_upstream(&server, "grower", |u| u["status"] == "up").await;
+    let tools = listed(&server, "tools/list", "tools").await;
+    assert!(tools.iter().any(|t| t == "only_here") && tools.iter().any(|t| t == "echo"));
+    assert_eq!(
+        call_text(&server, "grow", serde_json::json!({})).await,
+        "grown"
+    );
+    let grower = wait_upstream(&server, "grower", |u| u["left_out"].is_array()).await;
+    assert_eq!(
+        grower["left_out"],
+        serde_json::json!(["tool `echo`: `everything` has a tool of that name"]),
+        "{grower}"
+    );
+    assert_eq!(
+        common::series(
+            &server.metrics().await,
+            "mistralrs_mcp_forwarded_names_left_out"
+        ),
+        1.0
+    );
+    // `echo` stays everything's; the newcomer's is not offered.
+    let echoed = call_text(&server, "echo", serde_json::json!({"message": "who"})).await;
+    assert!(
+        echoed.contains("who") && !echoed.contains("growing"),
+        "{echoed}"
+    );
+    let tools = listed(&server, "tools/list", "tools").await;
+    assert_eq!(
+        tools.iter().filter(|t| *t == "echo").count(),
+        1,
+        "{tools:?}"
+    );
+}

@@ -127,9 +127,9 @@ impl McpToolset {
         for server in servers {
             let before = chosen.len();
             chosen.extend(
-                visible
-                    .iter()
-                    .filter(|t| forwarder.namespace_of(&t.name) == Some(server.as_str())),
+                visible.iter().filter(|t| {
+                    forwarder.namespace_of(&t.name).as_deref() == Some(server.as_str())
+                }),
             );
             if chosen.len() == before {
                 return Err(ApiError::invalid(

@@ -14,9 +14,9 @@ use mistralrs_core::metrics::{NamespaceLabel, ToolCallLabels, ToolErrorLabels, m
 use mistralrs_core::sync::Mutex;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, ContentBlock, GetPromptRequestParams, GetPromptResponse, Prompt,
-    ReadResourceRequestParams, ReadResourceResponse, Resource, ResourceTemplate, ServerResult,
-    Tool,
+    ClientRequest, CompleteRequestParams, CompleteResult, ContentBlock, GetPromptRequestParams,
+    GetPromptResponse, Prompt, ReadResourceRequestParams, ReadResourceResponse, Reference,
+    Resource, ResourceTemplate, ServerResult, Tool,
 };
 use rmcp::service::{PeerRequestOptions, RequestContext, ServiceError};
 use rmcp::{ErrorData as McpError, Peer, RoleServer};
@@ -854,6 +854,56 @@ impl Forwarder {
         request.meta = None;
         self.ask(server, connection.peer.read_resource_once(request))
             .await
+    }
+
+    /// Completes a prompt's or a resource template's argument with the
+    /// upstream that owns it (`completion/complete`): a prompt by its forwarded
+    /// name, a template by its URI. An owner that does not offer completions
+    /// gives no values.
+    pub async fn complete(
+        &self,
+        caller: &CallerScope,
+        mut request: CompleteRequestParams,
+    ) -> std::result::Result<CompleteResult, McpError> {
+        let (server, connection) = match &mut request.r#ref {
+            Reference::Prompt(prompt) => {
+                let (server, name, connection) = self.route(caller, &prompt.name)?;
+                prompt.name = name;
+                (server, connection)
+            }
+            Reference::Resource(template) => {
+                let owner = self.connected().find(|(server, connection)| {
+                    self.policy.allows_namespace(caller, server)
+                        && connection
+                            .catalog
+                            .templates
+                            .iter()
+                            .any(|t| t.uri_template == template.uri)
+                });
+                let (server, connection) = owner.ok_or_else(|| {
+                    McpError::invalid_params(
+                        format!("unknown resource template `{}`", template.uri),
+                        None,
+                    )
+                })?;
+                (server.to_owned(), connection)
+            }
+            _ => {
+                return Err(McpError::invalid_params(
+                    "unknown kind of completion reference",
+                    None,
+                ));
+            }
+        };
+        let offers_completions = connection
+            .peer
+            .peer_info()
+            .is_some_and(|info| info.capabilities.completions.is_some());
+        if !offers_completions {
+            return Ok(CompleteResult::default());
+        }
+        request.meta = None;
+        self.ask(&server, connection.peer.complete(request)).await
     }
 
     /// Awaits a request to upstream `server` within its timeout.

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, GetPromptRequestParams, GetPromptResponse, Prompt,
-    ReadResourceRequestParams, ReadResourceResponse, Resource, ResourceTemplate, Tool,
+    CallToolRequestParams, CallToolResult, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, Prompt, ReadResourceRequestParams,
+    ReadResourceResponse, Resource, ResourceTemplate, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, Peer, RoleServer};
@@ -123,6 +124,15 @@ impl Forwarder {
         _caller: &CallerScope,
         _request: GetPromptRequestParams,
     ) -> std::result::Result<GetPromptResponse, McpError> {
+        match *self {}
+    }
+
+    /// Never called.
+    pub async fn complete(
+        &self,
+        _caller: &CallerScope,
+        _request: CompleteRequestParams,
+    ) -> std::result::Result<CompleteResult, McpError> {
         match *self {}
     }
 

@@ -795,3 +795,19 @@ async fn a_name_that_collides_later_is_left_out_and_reported() {
         "{tools:?}"
     );
 }
+
+/// Issue 14, item 2: `completion/complete` reaches the upstream owning the
+/// prompt (by its forwarded name) or the resource template (by its URI), under
+/// either naming.
+#[tokio::test]
+async fn completions_are_forwarded_to_the_owner() {
+    let server = start(&everything_stdio(30));
+    let out = forwarding(&server, &["complete", "everything__"]);
+    assert!(out.contains("complete ok"), "{out}");
+    let plain = start(&format!(
+        "[tool_forwarding]\nnamespace_strategy = \"none\"\n{}",
+        everything_stdio(30)
+    ));
+    let out = forwarding(&plain, &["complete", ""]);
+    assert!(out.contains("complete ok"), "{out}");
+}

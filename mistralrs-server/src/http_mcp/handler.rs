@@ -18,11 +18,12 @@ use mistralrs_core::{EngineHandle, Router};
 use mistralrs_mcp::{CallOrigin, CallerScope, Forwarder};
 #[allow(deprecated)]
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
-    GetPromptResponse, Implementation, JsonObject, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
-    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation, JsonObject,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, SetLevelRequestParams, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -317,6 +318,7 @@ impl ServerHandler for McpHandler {
                 .enable_resources()
                 .enable_resources_list_changed()
                 .enable_logging()
+                .enable_completions()
                 .build()
         } else {
             ServerCapabilities::builder()
@@ -401,6 +403,17 @@ impl ServerHandler for McpHandler {
                 format!("unknown resource `{}`", request.uri),
                 None,
             )),
+        }
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        match &self.forwarder {
+            Some(forwarder) => forwarder.complete(&caller(&context), request).await,
+            None => Ok(CompleteResult::default()),
         }
     }
 

@@ -256,6 +256,30 @@ async def cancel(session, base, marker):
     print("cancel ok")
 
 
+async def complete(session, prefix):
+    """completion/complete through the gateway, for a prompt and a resource template."""
+    assert session.server_capabilities.completions is not None
+    prompt = types.PromptReference(type="ref/prompt", name=f"{prefix}completable-prompt")
+    result = await session.complete(prompt, {"name": "department", "value": "Ma"})
+    assert result.completion.values == ["Marketing"], result
+    result = await session.complete(prompt, {"name": "name", "value": ""},
+                                    context_arguments={"department": "Sales"})
+    assert result.completion.values == ["David", "Eve", "Frank"], result
+    templates = (await session.list_resource_templates()).resource_templates
+    uri = next(t.uri_template for t in templates if t.uri_template.endswith("/text/{resourceId}"))
+    template = types.ResourceTemplateReference(type="ref/resource", uri=uri)
+    result = await session.complete(template, {"name": "resourceId", "value": "7"})
+    assert result.completion.values == ["7"], result
+    try:
+        await session.complete(types.PromptReference(type="ref/prompt", name="no-such-prompt"),
+                               {"name": "x", "value": ""})
+    except MCPError as e:
+        assert "unknown prompt" in str(e), e
+    else:
+        raise AssertionError("an unknown prompt was completed")
+    print("complete ok")
+
+
 async def main(scenario, url, base, *args):
     key = args[0] if scenario == "scoped" else os.environ.get("MCP_KEY")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -281,6 +305,8 @@ async def main(scenario, url, base, *args):
                 await cancel(session, base, args[0])
             elif scenario == "kill":
                 await kill(session, base, changed)
+            elif scenario == "complete":
+                await complete(session, args[0] if args else "")
             elif scenario == "call":
                 result = await session.call_tool(args[0], json.loads(args[1]))
                 print(json.dumps({"is_error": bool(result.is_error), "text": text_of(result),

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use mistralrs_core::metrics::{ServerLabel, metrics};
 use mistralrs_core::sync::{Mutex, RwLock};
+#[allow(deprecated)] // logging: deprecated by SEP-2577, still used by clients
+use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientRequest, Implementation, ProgressNotificationParam,
     ProgressToken, Prompt, Resource, ResourceTemplate, Tool,
@@ -28,7 +30,7 @@ use rmcp::transport::streamable_http_client::{
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient, RoleServer, ServiceExt};
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::McpServerConfig;
@@ -206,7 +208,14 @@ impl Drop for RouteGuard {
 struct UpstreamClient {
     progress: Arc<ProgressRoutes>,
     refetch: Arc<Notify>,
+    /// Log messages, to the forwarder's relay (dropped when it lags behind).
+    logs: mpsc::Sender<UpstreamLog>,
+    server: String,
 }
+
+/// A log message from an upstream, by the upstream's name.
+#[allow(deprecated)]
+pub(crate) type UpstreamLog = (String, LoggingMessageNotificationParam);
 
 impl ClientHandler for UpstreamClient {
     async fn on_progress(
@@ -227,6 +236,15 @@ impl ClientHandler for UpstreamClient {
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.refetch.notify_one();
+    }
+
+    #[allow(deprecated)]
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.logs.try_send((self.server.clone(), params));
     }
 
     fn get_info(&self) -> ClientConfig {
@@ -254,6 +272,7 @@ pub(crate) struct Upstream {
     pub(crate) progress: Arc<ProgressRoutes>,
     refetch: Arc<Notify>,
     changes: watch::Sender<u64>,
+    logs: mpsc::Sender<UpstreamLog>,
 }
 
 impl Upstream {
@@ -262,6 +281,7 @@ impl Upstream {
         secret_env: Arc<[String]>,
         http: reqwest::Client,
         changes: watch::Sender<u64>,
+        logs: mpsc::Sender<UpstreamLog>,
     ) -> Arc<Self> {
         metrics()
             .mcp_upstream_up
@@ -281,6 +301,7 @@ impl Upstream {
             progress: Arc::new(ProgressRoutes::new()),
             refetch: Arc::new(Notify::new()),
             changes,
+            logs,
         })
     }
 
@@ -406,6 +427,8 @@ impl Upstream {
         let client = UpstreamClient {
             progress: Arc::clone(&self.progress),
             refetch: Arc::clone(&self.refetch),
+            logs: self.logs.clone(),
+            server: self.name.clone(),
         };
         let (running, pid) = match (&self.spec.command, &self.spec.url) {
             (Some(command), _) => {

@@ -26,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::ToolCache;
-use crate::client::{Catalog, Connection, ProgressRoute, Status, Upstream};
+use crate::client::{Catalog, Connection, ProgressRoute, Status, Upstream, UpstreamLog};
 use crate::config::{McpClientConfig, NamespaceStrategy, ToolForwardingConfig};
+use crate::log_relay::LogRelay;
 use crate::name_table::{NameTable, Offer};
 use crate::names::Namespacing;
 use crate::policy::Policy;
@@ -75,6 +76,8 @@ pub struct Forwarder {
     cache: Option<ToolCache>,
     max_argument_bytes: usize,
     subscribers: Mutex<Vec<Peer<RoleServer>>>,
+    /// Sessions that asked for upstream log messages.
+    logs: LogRelay,
     shutdown: CancellationToken,
     /// The upstream supervisors, awaited at shutdown so child processes are
     /// ended before the server exits.
@@ -206,6 +209,8 @@ impl Forwarder {
             );
         }
         let (changes, _) = watch::channel(0u64);
+        // Log messages beyond this many waiting are dropped: logs never hold up calls.
+        let (log_sender, log_receiver) = tokio::sync::mpsc::channel::<UpstreamLog>(1024);
         let shutdown = CancellationToken::new();
         let secret_env: Arc<[String]> = crate::config::secret_env_vars(client, forwarding).into();
         // One pool for all URL upstreams, but one of its own for each with a `ca_file`.
@@ -218,8 +223,13 @@ impl Forwarder {
                 })?,
                 None => shared_http.clone(),
             };
-            let upstream =
-                Upstream::new(spec.clone(), Arc::clone(&secret_env), http, changes.clone());
+            let upstream = Upstream::new(
+                spec.clone(),
+                Arc::clone(&secret_env),
+                http,
+                changes.clone(),
+                log_sender.clone(),
+            );
             upstreams.insert(spec.name.clone(), upstream);
         }
         let longest = upstreams
@@ -239,6 +249,7 @@ impl Forwarder {
                 .max_argument_bytes
                 .unwrap_or(DEFAULT_MAX_ARGUMENT_BYTES),
             subscribers: Mutex::new("mcp_list_subscribers", Vec::new()),
+            logs: LogRelay::new(),
             shutdown: shutdown.clone(),
             supervisors: TaskTracker::new(),
             upstreams,
@@ -278,6 +289,7 @@ impl Forwarder {
         }
         forwarder.warn_unmatched_names(forwarding);
         tokio::spawn(Arc::clone(&forwarder).announce_changes(changes.subscribe()));
+        tokio::spawn(Arc::clone(&forwarder).relay_logs(log_receiver));
         Ok(Some(forwarder))
     }
 
@@ -457,10 +469,56 @@ impl Forwarder {
         subscribers.push(peer);
     }
 
+    /// Relays upstream log messages to this session at `level` (its handler's
+    /// level rank, shared), and asks every upstream for the most verbose level
+    /// a session wants.
+    pub async fn follow_logs(
+        &self,
+        peer: Peer<RoleServer>,
+        level: Arc<std::sync::atomic::AtomicU8>,
+        caller: Arc<CallerScope>,
+    ) {
+        if let Some(wanted) = self.logs.follow(peer, level, caller) {
+            self.ask_upstreams_for_logs(wanted).await;
+        }
+    }
+
+    /// `logging/setLevel` to every connected upstream that offers logging.
+    #[allow(deprecated)] // logging: deprecated by SEP-2577, still used by clients
+    async fn ask_upstreams_for_logs(&self, level: rmcp::model::LoggingLevel) {
+        for (server, connection) in self.connected() {
+            let logs = connection
+                .peer
+                .peer_info()
+                .is_some_and(|info| info.capabilities.logging.is_some());
+            if logs {
+                let request = rmcp::model::SetLevelRequestParams::new(level);
+                if let Err(e) = self.ask(server, connection.peer.set_level(request)).await {
+                    tracing::debug!(server, "logging/setLevel upstream: {}", e.message);
+                }
+            }
+        }
+    }
+
+    /// Passes upstream log messages to the sessions that asked for them.
+    async fn relay_logs(self: Arc<Self>, mut messages: tokio::sync::mpsc::Receiver<UpstreamLog>) {
+        while let Some((server, message)) = messages.recv().await {
+            self.logs
+                .relay(&server, message, |caller| {
+                    self.policy.allows_namespace(caller, &server)
+                })
+                .await;
+        }
+    }
+
     /// Sends `list_changed` notifications to every subscribed session after
-    /// each burst of upstream changes.
+    /// each burst of upstream changes; an upstream that (re)connects is asked
+    /// for the log level sessions want.
     async fn announce_changes(self: Arc<Self>, mut changes: watch::Receiver<u64>) {
         while changes.changed().await.is_ok() {
+            if let Some(level) = self.logs.wanted() {
+                self.ask_upstreams_for_logs(level).await;
+            }
             let peers: Vec<Peer<RoleServer>> = {
                 let mut subscribers = self.subscribers.lock();
                 subscribers.retain(|p| !p.is_transport_closed());

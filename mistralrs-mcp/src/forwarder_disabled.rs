@@ -128,6 +128,16 @@ impl Forwarder {
     }
 
     /// Never called.
+    pub async fn follow_logs(
+        &self,
+        _peer: Peer<RoleServer>,
+        _level: Arc<std::sync::atomic::AtomicU8>,
+        _caller: Arc<CallerScope>,
+    ) {
+        match *self {}
+    }
+
+    /// Never called.
     pub async fn complete(
         &self,
         _caller: &CallerScope,

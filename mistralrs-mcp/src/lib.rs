@@ -19,6 +19,8 @@ mod client;
 #[cfg(feature = "tool-forwarding")]
 mod forwarder;
 #[cfg(feature = "tool-forwarding")]
+mod log_relay;
+#[cfg(feature = "tool-forwarding")]
 mod name_table;
 #[cfg(feature = "tool-forwarding")]
 mod policy;

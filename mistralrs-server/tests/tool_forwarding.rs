@@ -811,3 +811,17 @@ async fn completions_are_forwarded_to_the_owner() {
     let out = forwarding(&plain, &["complete", ""]);
     assert!(out.contains("complete ok"), "{out}");
 }
+
+/// Issue 14, item 2: upstream `notifications/message` reach the sessions that
+/// set a level, at their level, named after the upstream; not the others.
+#[tokio::test]
+async fn upstream_logs_reach_each_session_at_its_level() {
+    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = format!("{}/tests/python/log_server.py", env!("CARGO_MANIFEST_DIR"));
+    let server = start(&format!(
+        "[[mcp_client.servers]]\nname = \"logs\"\ncommand = {python:?}\nargs = [{probe:?}]\n"
+    ));
+    wait_upstream(&server, "logs", |u| u["status"] == "up").await;
+    let out = forwarding(&server, &["logs"]);
+    assert!(out.contains("logs ok"), "{out}");
+}

@@ -421,9 +421,15 @@ impl ServerHandler for McpHandler {
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         self.log_level.store(rank(request.level), Ordering::Relaxed);
+        if let Some(forwarder) = &self.forwarder {
+            let level = Arc::clone(&self.log_level);
+            forwarder
+                .follow_logs(context.peer.clone(), level, caller(&context))
+                .await;
+        }
         Ok(())
     }
 

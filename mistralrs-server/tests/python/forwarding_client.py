@@ -280,6 +280,44 @@ async def complete(session, prefix):
     print("complete ok")
 
 
+async def logs(session, url, http, received):
+    """Upstream log messages reach the sessions that asked, each at its level."""
+    others = {"error": [], "unasked": []}
+
+    async def open_other(name, level, ready, done):
+        async def on_log(params):
+            others[name].append(params)
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write, logging_callback=on_log) as other:
+                await other.initialize()
+                if level:
+                    await other.set_logging_level(level)
+                ready.set()
+                await done.wait()
+
+    done = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+        for name, level in (("error", "error"), ("unasked", None)):
+            ready = anyio.Event()
+            tasks.start_soon(open_other, name, level, ready, done)
+            await ready.wait()
+        await session.set_logging_level("debug")
+        result = await session.call_tool("logs__log_all", {})
+        assert text_of(result) == "logged", result
+        with anyio.fail_after(10):
+            while len(received) < 8 or len(others["error"]) < 4:
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.3)  # anything more would arrive now
+        done.set()
+    assert [p.level for p in received] == ["debug", "info", "notice", "warning", "error",
+                                           "critical", "alert", "emergency"], received
+    assert all(p.logger == "logs/probe" for p in received), received
+    assert received[0].data == "debug message", received[0]
+    assert [p.level for p in others["error"]] == ["error", "critical", "alert", "emergency"], others
+    assert others["unasked"] == [], others
+    print("logs ok")
+
+
 async def main(scenario, url, base, *args):
     key = args[0] if scenario == "scoped" else os.environ.get("MCP_KEY")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -290,8 +328,14 @@ async def main(scenario, url, base, *args):
         if isinstance(message, types.ToolListChangedNotification):
             changed.append(message)
 
+    received = []
+
+    async def on_log(params):
+        received.append(params)
+
     async with streamable_http_client(url, http_client=http) as (read, write):
-        async with ClientSession(read, write, message_handler=on_message) as session:
+        async with ClientSession(read, write, message_handler=on_message,
+                                 logging_callback=on_log) as session:
             await session.initialize()
             if scenario == "suite":
                 await suite(session, base, args[0], args[1])
@@ -305,6 +349,8 @@ async def main(scenario, url, base, *args):
                 await cancel(session, base, args[0])
             elif scenario == "kill":
                 await kill(session, base, changed)
+            elif scenario == "logs":
+                await logs(session, url, http, received)
             elif scenario == "complete":
                 await complete(session, args[0] if args else "")
             elif scenario == "call":

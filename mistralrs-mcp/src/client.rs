@@ -21,7 +21,7 @@ use mistralrs_core::sync::{Mutex, RwLock};
 use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientRequest, Implementation, ProgressNotificationParam,
-    ProgressToken, Prompt, Resource, ResourceTemplate, Tool,
+    ProgressToken, Prompt, Resource, ResourceTemplate, ResourceUpdatedNotificationParam, Tool,
 };
 use rmcp::service::{ClientInitializeError, NotificationContext, Peer, RunningService};
 use rmcp::transport::streamable_http_client::{
@@ -208,14 +208,24 @@ impl Drop for RouteGuard {
 struct UpstreamClient {
     progress: Arc<ProgressRoutes>,
     refetch: Arc<Notify>,
-    /// Log messages, to the forwarder's relay (dropped when it lags behind).
-    logs: mpsc::Sender<UpstreamLog>,
+    /// Log messages and resource updates, to the forwarder (dropped when it
+    /// lags behind).
+    notices: mpsc::Sender<UpstreamNotice>,
     server: String,
 }
 
-/// A log message from an upstream, by the upstream's name.
-#[allow(deprecated)]
-pub(crate) type UpstreamLog = (String, LoggingMessageNotificationParam);
+/// What an upstream tells the forwarder's sessions about.
+#[derive(Debug)]
+pub(crate) enum UpstreamEvent {
+    /// `notifications/message`.
+    #[allow(deprecated)]
+    Log(LoggingMessageNotificationParam),
+    /// `notifications/resources/updated` for this URI.
+    ResourceUpdated(String),
+}
+
+/// An upstream's event, by the upstream's name.
+pub(crate) type UpstreamNotice = (String, UpstreamEvent);
 
 impl ClientHandler for UpstreamClient {
     async fn on_progress(
@@ -244,7 +254,18 @@ impl ClientHandler for UpstreamClient {
         params: LoggingMessageNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        let _ = self.logs.try_send((self.server.clone(), params));
+        let _ = self
+            .notices
+            .try_send((self.server.clone(), UpstreamEvent::Log(params)));
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let event = UpstreamEvent::ResourceUpdated(params.uri);
+        let _ = self.notices.try_send((self.server.clone(), event));
     }
 
     fn get_info(&self) -> ClientConfig {
@@ -272,7 +293,7 @@ pub(crate) struct Upstream {
     pub(crate) progress: Arc<ProgressRoutes>,
     refetch: Arc<Notify>,
     changes: watch::Sender<u64>,
-    logs: mpsc::Sender<UpstreamLog>,
+    notices: mpsc::Sender<UpstreamNotice>,
 }
 
 impl Upstream {
@@ -281,7 +302,7 @@ impl Upstream {
         secret_env: Arc<[String]>,
         http: reqwest::Client,
         changes: watch::Sender<u64>,
-        logs: mpsc::Sender<UpstreamLog>,
+        notices: mpsc::Sender<UpstreamNotice>,
     ) -> Arc<Self> {
         metrics()
             .mcp_upstream_up
@@ -301,7 +322,7 @@ impl Upstream {
             progress: Arc::new(ProgressRoutes::new()),
             refetch: Arc::new(Notify::new()),
             changes,
-            logs,
+            notices,
         })
     }
 
@@ -427,7 +448,7 @@ impl Upstream {
         let client = UpstreamClient {
             progress: Arc::clone(&self.progress),
             refetch: Arc::clone(&self.refetch),
-            logs: self.logs.clone(),
+            notices: self.notices.clone(),
             server: self.name.clone(),
         };
         let (running, pid) = match (&self.spec.command, &self.spec.url) {

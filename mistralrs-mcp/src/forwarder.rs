@@ -26,13 +26,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::ToolCache;
-use crate::client::{Catalog, Connection, ProgressRoute, Status, Upstream, UpstreamLog};
+use crate::client::{
+    Catalog, Connection, ProgressRoute, Status, Upstream, UpstreamEvent, UpstreamNotice,
+};
 use crate::config::{McpClientConfig, NamespaceStrategy, ToolForwardingConfig};
 use crate::log_relay::LogRelay;
 use crate::name_table::{NameTable, Offer};
 use crate::names::Namespacing;
 use crate::policy::Policy;
 use crate::scope::CallerScope;
+use crate::scope::ClientSession;
+use crate::subscriptions::Subscriptions;
 use crate::{Error, Result};
 
 /// Largest forwarded arguments unless `max_argument_bytes` says otherwise.
@@ -78,6 +82,8 @@ pub struct Forwarder {
     subscribers: Mutex<Vec<Peer<RoleServer>>>,
     /// Sessions that asked for upstream log messages.
     logs: LogRelay,
+    /// Sessions' resource subscriptions.
+    subscriptions: Subscriptions,
     shutdown: CancellationToken,
     /// The upstream supervisors, awaited at shutdown so child processes are
     /// ended before the server exits.
@@ -209,8 +215,8 @@ impl Forwarder {
             );
         }
         let (changes, _) = watch::channel(0u64);
-        // Log messages beyond this many waiting are dropped: logs never hold up calls.
-        let (log_sender, log_receiver) = tokio::sync::mpsc::channel::<UpstreamLog>(1024);
+        // Upstream events beyond this many waiting are dropped: they never hold up calls.
+        let (notices, notices_received) = tokio::sync::mpsc::channel::<UpstreamNotice>(1024);
         let shutdown = CancellationToken::new();
         let secret_env: Arc<[String]> = crate::config::secret_env_vars(client, forwarding).into();
         // One pool for all URL upstreams, but one of its own for each with a `ca_file`.
@@ -228,7 +234,7 @@ impl Forwarder {
                 Arc::clone(&secret_env),
                 http,
                 changes.clone(),
-                log_sender.clone(),
+                notices.clone(),
             );
             upstreams.insert(spec.name.clone(), upstream);
         }
@@ -250,6 +256,7 @@ impl Forwarder {
                 .unwrap_or(DEFAULT_MAX_ARGUMENT_BYTES),
             subscribers: Mutex::new("mcp_list_subscribers", Vec::new()),
             logs: LogRelay::new(),
+            subscriptions: Subscriptions::new(),
             shutdown: shutdown.clone(),
             supervisors: TaskTracker::new(),
             upstreams,
@@ -289,7 +296,7 @@ impl Forwarder {
         }
         forwarder.warn_unmatched_names(forwarding);
         tokio::spawn(Arc::clone(&forwarder).announce_changes(changes.subscribe()));
-        tokio::spawn(Arc::clone(&forwarder).relay_logs(log_receiver));
+        tokio::spawn(Arc::clone(&forwarder).relay_notices(notices_received));
         Ok(Some(forwarder))
     }
 
@@ -500,24 +507,105 @@ impl Forwarder {
         }
     }
 
-    /// Passes upstream log messages to the sessions that asked for them.
-    async fn relay_logs(self: Arc<Self>, mut messages: tokio::sync::mpsc::Receiver<UpstreamLog>) {
-        while let Some((server, message)) = messages.recv().await {
-            self.logs
-                .relay(&server, message, |caller| {
-                    self.policy.allows_namespace(caller, &server)
-                })
-                .await;
+    /// Passes upstream log messages and resource updates to the sessions
+    /// that asked for them.
+    async fn relay_notices(
+        self: Arc<Self>,
+        mut notices: tokio::sync::mpsc::Receiver<UpstreamNotice>,
+    ) {
+        while let Some((server, event)) = notices.recv().await {
+            match event {
+                UpstreamEvent::Log(message) => {
+                    self.logs
+                        .relay(&server, message, |caller| {
+                            self.policy.allows_namespace(caller, &server)
+                        })
+                        .await;
+                }
+                UpstreamEvent::ResourceUpdated(uri) => {
+                    let peers = self.subscriptions.subscribers(&server, &uri);
+                    if peers.is_empty() {
+                        self.unsubscribe_upstream(&server, &uri).await;
+                    }
+                    for peer in peers {
+                        let update =
+                            rmcp::model::ResourceUpdatedNotificationParam::new(uri.clone());
+                        let _ = peer.notify_resource_updated(update).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subscribes `session` to the forwarded resource `uri`: the upstream that
+    /// lists it (or a template it matches) is asked with the URI's first
+    /// subscriber. Errors: no such resource for `caller`, an owner without
+    /// subscriptions, the owner's refusal.
+    #[allow(deprecated)] // resources/subscribe: the pre-2026-07-28 form, which upstreams speak
+    pub async fn subscribe_resource(
+        &self,
+        caller: &CallerScope,
+        session: &Arc<ClientSession>,
+        peer: Peer<RoleServer>,
+        uri: String,
+    ) -> std::result::Result<(), McpError> {
+        let (server, connection) = self.resource_owner(caller, &uri)?;
+        let subscribable = connection.peer.peer_info().is_some_and(|info| {
+            info.capabilities
+                .resources
+                .as_ref()
+                .is_some_and(|r| r.subscribe == Some(true))
+        });
+        if !subscribable {
+            return Err(McpError::invalid_params(
+                format!("upstream MCP server `{server}` offers no resource subscriptions"),
+                None,
+            ));
+        }
+        if self.subscriptions.add(&server, &uri, session, peer) {
+            let request = rmcp::model::SubscribeRequestParams::new(uri.clone());
+            if let Err(e) = self.ask(&server, connection.peer.subscribe(request)).await {
+                self.subscriptions.remove(&uri, session);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends `session`'s subscription to `uri`; the upstream's ends with its
+    /// last subscriber.
+    pub async fn unsubscribe_resource(&self, session: &Arc<ClientSession>, uri: &str) {
+        for server in self.subscriptions.remove(uri, session) {
+            self.unsubscribe_upstream(&server, uri).await;
+        }
+    }
+
+    #[allow(deprecated)] // resources/unsubscribe: the pre-2026-07-28 form
+    async fn unsubscribe_upstream(&self, server: &str, uri: &str) {
+        let Some(Status::Up(connection)) = self.upstreams.get(server).map(|u| u.status()) else {
+            return;
+        };
+        let request = rmcp::model::UnsubscribeRequestParams::new(uri.to_owned());
+        if let Err(e) = self.ask(server, connection.peer.unsubscribe(request)).await {
+            tracing::debug!(server, "resources/unsubscribe upstream: {}", e.message);
         }
     }
 
     /// Sends `list_changed` notifications to every subscribed session after
     /// each burst of upstream changes; an upstream that (re)connects is asked
-    /// for the log level sessions want.
+    /// for the log level sessions want and the subscriptions they hold.
+    #[allow(deprecated)] // resources/subscribe: the pre-2026-07-28 form
     async fn announce_changes(self: Arc<Self>, mut changes: watch::Receiver<u64>) {
         while changes.changed().await.is_ok() {
             if let Some(level) = self.logs.wanted() {
                 self.ask_upstreams_for_logs(level).await;
+            }
+            // A reconnected upstream has forgotten its subscriptions.
+            for (server, connection) in self.connected() {
+                for uri in self.subscriptions.held(server) {
+                    let request = rmcp::model::SubscribeRequestParams::new(uri);
+                    let _ = self.ask(server, connection.peer.subscribe(request)).await;
+                }
             }
             let peers: Vec<Peer<RoleServer>> = {
                 let mut subscribers = self.subscribers.lock();
@@ -894,24 +982,30 @@ impl Forwarder {
         caller: &CallerScope,
         mut request: ReadResourceRequestParams,
     ) -> std::result::Result<ReadResourceResponse, McpError> {
-        let uri = request.uri.clone();
-        let owner = self.connected().find(|(server, connection)| {
-            self.policy.allows_namespace(caller, server)
-                && (connection.catalog.resources.iter().any(|r| r.uri == uri)
-                    || connection.catalog.templates.iter().any(|t| {
-                        let prefix = t.uri_template.split('{').next().unwrap_or_default();
-                        !prefix.is_empty() && uri.starts_with(prefix)
-                    }))
-        });
-        let Some((server, connection)) = owner else {
-            return Err(McpError::resource_not_found(
-                format!("unknown resource `{uri}`"),
-                None,
-            ));
-        };
+        let (server, connection) = self.resource_owner(caller, &request.uri)?;
         request.meta = None;
-        self.ask(server, connection.peer.read_resource_once(request))
+        self.ask(&server, connection.peer.read_resource_once(request))
             .await
+    }
+
+    /// The connected upstream `caller` may use that listed `uri`, or whose
+    /// template's fixed prefix it starts with.
+    fn resource_owner(
+        &self,
+        caller: &CallerScope,
+        uri: &str,
+    ) -> std::result::Result<(String, Arc<Connection>), McpError> {
+        self.connected()
+            .find(|(server, connection)| {
+                self.policy.allows_namespace(caller, server)
+                    && (connection.catalog.resources.iter().any(|r| r.uri == uri)
+                        || connection.catalog.templates.iter().any(|t| {
+                            let prefix = t.uri_template.split('{').next().unwrap_or_default();
+                            !prefix.is_empty() && uri.starts_with(prefix)
+                        }))
+            })
+            .map(|(server, connection)| (server.to_owned(), connection))
+            .ok_or_else(|| McpError::resource_not_found(format!("unknown resource `{uri}`"), None))
     }
 
     /// Completes a prompt's or a resource template's argument with the

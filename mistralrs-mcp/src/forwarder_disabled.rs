@@ -138,6 +138,22 @@ impl Forwarder {
     }
 
     /// Never called.
+    pub async fn subscribe_resource(
+        &self,
+        _caller: &CallerScope,
+        _session: &Arc<crate::ClientSession>,
+        _peer: Peer<RoleServer>,
+        _uri: String,
+    ) -> std::result::Result<(), McpError> {
+        match *self {}
+    }
+
+    /// Never called.
+    pub async fn unsubscribe_resource(&self, _session: &Arc<crate::ClientSession>, _uri: &str) {
+        match *self {}
+    }
+
+    /// Never called.
     pub async fn complete(
         &self,
         _caller: &CallerScope,

@@ -25,6 +25,8 @@ mod name_table;
 #[cfg(feature = "tool-forwarding")]
 mod policy;
 #[cfg(feature = "tool-forwarding")]
+mod subscriptions;
+#[cfg(feature = "tool-forwarding")]
 pub use forwarder::{CallOrigin, Forwarder, UpstreamHealth};
 
 #[cfg(not(feature = "tool-forwarding"))]
@@ -32,7 +34,7 @@ mod forwarder_disabled;
 #[cfg(not(feature = "tool-forwarding"))]
 pub use forwarder_disabled::{CallOrigin, Forwarder, UpstreamHealth};
 
-pub use scope::CallerScope;
+pub use scope::{CallerScope, ClientSession};
 
 /// What goes wrong in talking to upstreams, by kind, so callers match on the
 /// kind rather than the text; each message says what happened.

@@ -10,6 +10,12 @@ use std::sync::Arc;
 
 use crate::config::KeyScope;
 
+/// One client session of the MCP endpoint, by identity (`Arc::ptr_eq`): the
+/// handler holds one per session, and forwarded resource subscriptions are
+/// kept per session.
+#[derive(Debug, Default)]
+pub struct ClientSession;
+
 /// The limits of one scoped key. Unset fields allow everything (the global
 /// policy still applies).
 #[derive(Debug, Clone, PartialEq, Eq)]

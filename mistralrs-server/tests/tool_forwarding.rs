@@ -825,3 +825,13 @@ async fn upstream_logs_reach_each_session_at_its_level() {
     let out = forwarding(&server, &["logs"]);
     assert!(out.contains("logs ok"), "{out}");
 }
+
+/// Issue 14, item 2: resource subscriptions through the gateway, delivered to
+/// exactly the sessions that subscribed, with one upstream subscription held
+/// while any session holds one.
+#[tokio::test]
+async fn resource_updates_reach_only_the_sessions_that_subscribed() {
+    let server = start(&everything_stdio(30));
+    let out = forwarding(&server, &["subscribe"]);
+    assert!(out.contains("subscribe ok"), "{out}");
+}

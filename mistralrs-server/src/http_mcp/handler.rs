@@ -15,7 +15,7 @@ use std::sync::{Arc, LazyLock};
 use axum::http::request::Parts;
 use mistralrs_core::request::{Event, Usage};
 use mistralrs_core::{EngineHandle, Router};
-use mistralrs_mcp::{CallOrigin, CallerScope, Forwarder};
+use mistralrs_mcp::{CallOrigin, CallerScope, ClientSession, Forwarder};
 #[allow(deprecated)]
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
@@ -23,7 +23,7 @@ use rmcp::model::{
     ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
     LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
     ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
-    ServerConfig, SetLevelRequestParams, Tool,
+    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -94,6 +94,8 @@ pub(super) struct McpHandler {
     /// Rank of the least severe level the client wants (`logging/setLevel`);
     /// `u8::MAX` until it asks, so nothing is sent unasked.
     log_level: Arc<AtomicU8>,
+    /// This session, for the forwarded subscriptions it holds.
+    session: Arc<ClientSession>,
 }
 
 /// Severity rank of an MCP log level (debug lowest).
@@ -113,6 +115,7 @@ impl McpHandler {
             forwarder,
             mcp_tool_defaults,
             log_level: Arc::new(AtomicU8::new(u8::MAX)),
+            session: Arc::new(ClientSession),
         }
     }
 
@@ -317,6 +320,7 @@ impl ServerHandler for McpHandler {
                 .enable_prompts_list_changed()
                 .enable_resources()
                 .enable_resources_list_changed()
+                .enable_resources_subscribe()
                 .enable_logging()
                 .enable_completions()
                 .build()
@@ -404,6 +408,40 @@ impl ServerHandler for McpHandler {
                 None,
             )),
         }
+    }
+
+    #[allow(deprecated)] // resources/subscribe: the pre-2026-07-28 form
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        match &self.forwarder {
+            Some(forwarder) => {
+                let peer = context.peer.clone();
+                forwarder
+                    .subscribe_resource(&caller(&context), &self.session, peer, request.uri)
+                    .await
+            }
+            None => Err(McpError::resource_not_found(
+                format!("unknown resource `{}`", request.uri),
+                None,
+            )),
+        }
+    }
+
+    #[allow(deprecated)] // resources/unsubscribe: the pre-2026-07-28 form
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if let Some(forwarder) = &self.forwarder {
+            forwarder
+                .unsubscribe_resource(&self.session, &request.uri)
+                .await;
+        }
+        Ok(())
     }
 
     async fn complete(

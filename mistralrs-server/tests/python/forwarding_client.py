@@ -318,15 +318,73 @@ async def logs(session, url, http, received):
     print("logs ok")
 
 
+async def subscribe(session, url, http, updates):
+    """Resource updates reach exactly the sessions subscribed to the URI; the
+    upstream's subscription lasts while any session holds one."""
+    assert session.server_capabilities.resources.subscribe is True
+    uris = [str(r.uri) for r in (await session.list_resources()).resources]
+    x, y = uris[0], uris[1]
+    other_updates = []
+    commands = {"subscribe": anyio.Event(), "done": anyio.Event()}
+
+    async def on_other(message):
+        if isinstance(message, types.ResourceUpdatedNotification):
+            other_updates.append(str(message.params.uri))
+
+    async def other_session(ready):
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write, message_handler=on_other) as other:
+                await other.initialize()
+                await other.subscribe_resource(y)
+                ready.set()
+                await commands["subscribe"].wait()
+                await other.subscribe_resource(x)
+                commands["subscribed"].set()
+                await commands["done"].wait()
+
+    commands["subscribed"] = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+        ready = anyio.Event()
+        tasks.start_soon(other_session, ready)
+        await ready.wait()
+        await session.subscribe_resource(x)
+        # The upstream sends an update for every URI subscribed, now and every 5 s.
+        result = await session.call_tool("everything__toggle-subscriber-updates", {})
+        assert not result.is_error, result
+        with anyio.fail_after(10):
+            while x not in updates or y not in other_updates:
+                await anyio.sleep(0.05)
+        assert set(updates) == {x}, updates
+        assert set(other_updates) == {y}, other_updates
+        # Both hold x; one lets go: the upstream keeps sending x to the other.
+        commands["subscribe"].set()
+        await commands["subscribed"].wait()
+        await session.unsubscribe_resource(x)
+        updates.clear()
+        other_updates.clear()
+        with anyio.fail_after(15):
+            while x not in other_updates:
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.3)
+        assert updates == [], updates
+        await session.call_tool("everything__toggle-subscriber-updates", {})
+        commands["done"].set()
+    print("subscribe ok")
+
+
 async def main(scenario, url, base, *args):
     key = args[0] if scenario == "scoped" else os.environ.get("MCP_KEY")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=120.0))
     changed = []
 
+    updates = []
+
     async def on_message(message):
         if isinstance(message, types.ToolListChangedNotification):
             changed.append(message)
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updates.append(str(message.params.uri))
 
     received = []
 
@@ -349,6 +407,8 @@ async def main(scenario, url, base, *args):
                 await cancel(session, base, args[0])
             elif scenario == "kill":
                 await kill(session, base, changed)
+            elif scenario == "subscribe":
+                await subscribe(session, url, http, updates)
             elif scenario == "logs":
                 await logs(session, url, http, received)
             elif scenario == "complete":

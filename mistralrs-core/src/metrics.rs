@@ -87,6 +87,8 @@ label_sets! {
     ScopeLabel { scope }
     /// What decided a check while a backend was down.
     PolicyLabel { policy }
+    /// Who answered a request.
+    SourceLabel { source }
     /// A kind of refusal or failure.
     KindLabel { kind }
     /// An instrumented lock.
@@ -345,6 +347,12 @@ metrics! {
     pub http_mcp_errors: CounterFamily<KindLabel<'static>> = Family::counter(
         "http_mcp_errors_total",
         "MCP requests refused by the server's limits, by kind.",
+    );
+    /// `tool_sampling_total{source}`: upstream `sampling/createMessage`
+    /// requests answered, by who answered (`local`: a served model).
+    pub tool_sampling: CounterFamily<SourceLabel<'static>> = Family::counter(
+        "tool_sampling_total",
+        "Upstream MCP sampling requests answered, by who answered them.",
     );
     /// `mcp_forwarded_names_left_out`: forwarded tools and prompts kept from
     /// clients because their name collides (`namespace_strategy = "none"`).

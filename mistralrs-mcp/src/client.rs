@@ -23,17 +23,22 @@ use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientRequest, Implementation, ProgressNotificationParam,
     ProgressToken, Prompt, Resource, ResourceTemplate, ResourceUpdatedNotificationParam, Tool,
 };
-use rmcp::service::{ClientInitializeError, NotificationContext, Peer, RunningService};
+#[allow(deprecated)] // sampling: deprecated by SEP-2577, still asked by upstreams
+use rmcp::model::{CreateMessageRequestMethod, CreateMessageRequestParams, CreateMessageResult};
+use rmcp::service::{
+    ClientInitializeError, NotificationContext, Peer, RequestContext, RunningService,
+};
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransportConfig, StreamableHttpError,
 };
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, RoleClient, RoleServer, ServiceExt};
+use rmcp::{ClientHandler, ErrorData, RoleClient, RoleServer, ServiceExt};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::McpServerConfig;
+use crate::sampling::LocalSampler;
 use crate::{Error, Result};
 
 /// Seconds to connect and per call unless the server's `timeout_secs` says otherwise.
@@ -212,6 +217,8 @@ struct UpstreamClient {
     /// lags behind).
     notices: mpsc::Sender<UpstreamNotice>,
     server: String,
+    /// Answers `sampling/createMessage` (`sampling = "local"`); `None`: not offered.
+    sampler: Option<Arc<dyn LocalSampler>>,
 }
 
 /// What an upstream tells the forwarder's sessions about.
@@ -268,9 +275,27 @@ impl ClientHandler for UpstreamClient {
         let _ = self.notices.try_send((self.server.clone(), event));
     }
 
+    #[allow(deprecated)]
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> std::result::Result<CreateMessageResult, ErrorData> {
+        match &self.sampler {
+            Some(sampler) => sampler.create_message(&self.server, params).await,
+            None => Err(ErrorData::method_not_found::<CreateMessageRequestMethod>()),
+        }
+    }
+
+    #[allow(deprecated)] // the sampling capability
     fn get_info(&self) -> ClientConfig {
+        let capabilities = if self.sampler.is_some() {
+            ClientCapabilities::builder().enable_sampling().build()
+        } else {
+            ClientCapabilities::default()
+        };
         ClientConfig::new(
-            ClientCapabilities::default(),
+            capabilities,
             Implementation::new("mistralrs-server", env!("CARGO_PKG_VERSION")),
         )
     }
@@ -294,6 +319,7 @@ pub(crate) struct Upstream {
     refetch: Arc<Notify>,
     changes: watch::Sender<u64>,
     notices: mpsc::Sender<UpstreamNotice>,
+    sampler: Option<Arc<dyn LocalSampler>>,
 }
 
 impl Upstream {
@@ -303,6 +329,7 @@ impl Upstream {
         http: reqwest::Client,
         changes: watch::Sender<u64>,
         notices: mpsc::Sender<UpstreamNotice>,
+        sampler: Option<Arc<dyn LocalSampler>>,
     ) -> Arc<Self> {
         metrics()
             .mcp_upstream_up
@@ -323,6 +350,7 @@ impl Upstream {
             refetch: Arc::new(Notify::new()),
             changes,
             notices,
+            sampler,
         })
     }
 
@@ -450,6 +478,7 @@ impl Upstream {
             refetch: Arc::clone(&self.refetch),
             notices: self.notices.clone(),
             server: self.name.clone(),
+            sampler: self.sampler.clone(),
         };
         let (running, pid) = match (&self.spec.command, &self.spec.url) {
             (Some(command), _) => {

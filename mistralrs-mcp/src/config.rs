@@ -46,6 +46,21 @@ pub struct McpServerConfig {
     pub ca_file: Option<PathBuf>,
     /// Seconds to connect and per call. Default 30.
     pub timeout_secs: Option<u64>,
+    /// What the gateway does when this upstream asks `sampling/createMessage`:
+    /// `local` (a served model answers; the gateway declares `sampling` to the
+    /// upstream) or `deny` (not declared; the default).
+    pub sampling: SamplingPolicy,
+}
+
+/// `[[mcp_client.servers]] sampling`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplingPolicy {
+    /// Not offered: the upstream sees no `sampling` capability.
+    #[default]
+    Deny,
+    /// Answered by one of the served models.
+    Local,
 }
 
 /// `[tool_forwarding]`.

@@ -29,11 +29,12 @@ use crate::cache::ToolCache;
 use crate::client::{
     Catalog, Connection, ProgressRoute, Status, Upstream, UpstreamEvent, UpstreamNotice,
 };
-use crate::config::{McpClientConfig, NamespaceStrategy, ToolForwardingConfig};
+use crate::config::{McpClientConfig, NamespaceStrategy, SamplingPolicy, ToolForwardingConfig};
 use crate::log_relay::LogRelay;
 use crate::name_table::{NameTable, Offer};
 use crate::names::Namespacing;
 use crate::policy::Policy;
+use crate::sampling::LocalSampler;
 use crate::scope::CallerScope;
 use crate::scope::ClientSession;
 use crate::subscriptions::Subscriptions;
@@ -201,6 +202,7 @@ impl Forwarder {
     pub async fn start(
         client: &McpClientConfig,
         forwarding: &ToolForwardingConfig,
+        sampler: Option<Arc<dyn LocalSampler>>,
     ) -> Result<Option<Arc<Self>>> {
         let servers = client.active_servers();
         if !forwarding.enabled || servers.is_empty() {
@@ -235,6 +237,9 @@ impl Forwarder {
                 http,
                 changes.clone(),
                 notices.clone(),
+                sampler
+                    .clone()
+                    .filter(|_| spec.sampling == SamplingPolicy::Local),
             );
             upstreams.insert(spec.name.clone(), upstream);
         }

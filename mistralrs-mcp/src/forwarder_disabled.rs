@@ -48,6 +48,7 @@ impl Forwarder {
     pub async fn start(
         client: &McpClientConfig,
         forwarding: &ToolForwardingConfig,
+        _sampler: Option<Arc<dyn crate::sampling::LocalSampler>>,
     ) -> Result<Option<Arc<Self>>> {
         if forwarding.enabled && !client.active_servers().is_empty() {
             tracing::warn!(

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod names;
+pub mod sampling;
 pub mod scope;
 
 #[cfg(feature = "tool-forwarding")]

@@ -12,6 +12,8 @@ pub mod http_mcp;
 #[path = "http_mcp_disabled.rs"]
 pub mod http_mcp;
 pub mod hub;
+#[cfg(feature = "tool-forwarding")]
+pub mod mcp_sampling;
 pub mod metrics;
 pub mod model_source;
 pub mod openai;

@@ -161,9 +161,17 @@ async fn serve(config: Config, router: Arc<Router>) -> anyhow::Result<()> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let forwarder = mistralrs_mcp::Forwarder::start(&config.mcp_client, &config.tool_forwarding)
-        .await
-        .context("starting tool forwarding")?;
+    // Upstreams with `sampling = "local"` get their sampling requests answered here.
+    #[cfg(feature = "tool-forwarding")]
+    let sampler: Option<Arc<dyn mistralrs_mcp::sampling::LocalSampler>> = Some(Arc::new(
+        crate::mcp_sampling::EngineSampler::new(Arc::clone(&router)),
+    ));
+    #[cfg(not(feature = "tool-forwarding"))]
+    let sampler = None;
+    let forwarder =
+        mistralrs_mcp::Forwarder::start(&config.mcp_client, &config.tool_forwarding, sampler)
+            .await
+            .context("starting tool forwarding")?;
     // Stop accepting at the signal; end what is still running after the grace period.
     let stop_accepting = CancellationToken::new();
     let end_streams = CancellationToken::new();

@@ -835,3 +835,51 @@ async fn resource_updates_reach_only_the_sessions_that_subscribed() {
     let out = forwarding(&server, &["subscribe"]);
     assert!(out.contains("subscribe ok"), "{out}");
 }
+
+/// Issue 14, item 4: with `sampling = "local"`, an upstream's
+/// `sampling/createMessage` is answered by the served model: server-everything
+/// then offers its sampling tool, and the answer comes from the engine.
+#[tokio::test]
+async fn an_upstreams_sampling_request_is_answered_by_the_served_model() {
+    let plain = start(&everything_stdio(30));
+    let tools = listed(&plain, "tools/list", "tools").await;
+    assert!(
+        !tools.iter().any(|t| t.ends_with("trigger-sampling-request")),
+        "without sampling = \"local\" the upstream sees no sampling capability: {tools:?}"
+    );
+    drop(plain);
+
+    let server = start(&format!("{}sampling = \"local\"\n", everything_stdio(30)));
+    let tools = listed(&server, "tools/list", "tools").await;
+    assert!(tools.iter().any(|t| t == "everything__trigger-sampling-request"), "{tools:?}");
+    let answer = call_text(
+        &server,
+        "everything__trigger-sampling-request",
+        serde_json::json!({"prompt": "Say hello.", "maxTokens": 8}),
+    )
+    .await;
+    let sampled: Value = serde_json::from_str(answer.split_once('\n').unwrap().1).unwrap();
+    assert_eq!(sampled["model"], "demo", "{sampled}");
+    assert_eq!(sampled["role"], "assistant", "{sampled}");
+    assert!(sampled["content"]["text"].is_string(), "{sampled}");
+    assert!(["maxTokens", "endTurn"].contains(&sampled["stopReason"].as_str().unwrap()));
+    let metrics = server.metrics().await;
+    assert_eq!(
+        common::series(&metrics, "mistralrs_tool_sampling_total{source=\"local\"}"),
+        1.0
+    );
+    // The engine ran it: server-everything's prompt and system prompt went in.
+    assert!(common::series(&metrics, "mistralrs_prompt_tokens_total{model=\"demo\"}") > 5.0);
+
+    // More tokens than the model's context: clamped, and the result says so.
+    let answer = call_text(
+        &server,
+        "everything__trigger-sampling-request",
+        serde_json::json!({"prompt": "Go on.", "maxTokens": 1_000_000}),
+    )
+    .await;
+    let sampled: Value = serde_json::from_str(answer.split_once('\n').unwrap().1).unwrap();
+    let clamped = &sampled["_meta"]["mistralrs/maxTokensClamped"];
+    assert_eq!(clamped["asked"], 1_000_000, "{sampled}");
+    assert!(clamped["used"].as_u64().unwrap() < 1_000_000, "{sampled}");
+}

@@ -844,14 +844,21 @@ async fn an_upstreams_sampling_request_is_answered_by_the_served_model() {
     let plain = start(&everything_stdio(30));
     let tools = listed(&plain, "tools/list", "tools").await;
     assert!(
-        !tools.iter().any(|t| t.ends_with("trigger-sampling-request")),
+        !tools
+            .iter()
+            .any(|t| t.ends_with("trigger-sampling-request")),
         "without sampling = \"local\" the upstream sees no sampling capability: {tools:?}"
     );
     drop(plain);
 
     let server = start(&format!("{}sampling = \"local\"\n", everything_stdio(30)));
     let tools = listed(&server, "tools/list", "tools").await;
-    assert!(tools.iter().any(|t| t == "everything__trigger-sampling-request"), "{tools:?}");
+    assert!(
+        tools
+            .iter()
+            .any(|t| t == "everything__trigger-sampling-request"),
+        "{tools:?}"
+    );
     let answer = call_text(
         &server,
         "everything__trigger-sampling-request",
@@ -882,4 +889,103 @@ async fn an_upstreams_sampling_request_is_answered_by_the_served_model() {
     let clamped = &sampled["_meta"]["mistralrs/maxTokensClamped"];
     assert_eq!(clamped["asked"], 1_000_000, "{sampled}");
     assert!(clamped["used"].as_u64().unwrap() < 1_000_000, "{sampled}");
+}
+
+/// A session opened at protocol `version` over raw HTTP: its id and the
+/// initialize answer's body as sent.
+async fn raw_session(url: &str, version: &str) -> (String, String) {
+    let client = reqwest::Client::new();
+    let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "old", "version": "0"}}});
+    let response = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = response.text().await.unwrap();
+    let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let status = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", version)
+        .json(&initialized)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    (session, body)
+}
+
+/// A request in a raw session: the JSON-RPC answer.
+async fn raw_request(
+    url: &str,
+    session: &str,
+    version: &str,
+    method: &str,
+    params: Value,
+) -> Value {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": method, "params": params});
+    let text = reqwest::Client::new()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", version)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    common::sse_data(&text)
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|m| m["id"] == 2)
+        .unwrap_or_else(|| serde_json::from_str(&text).unwrap())
+}
+
+/// Issue 14, item 7: a session gets only content its protocol version has:
+/// `resource_link` (2025-06-18) reaches older sessions as text naming the URI.
+#[tokio::test]
+async fn older_sessions_get_forwarded_results_they_can_read() {
+    let server = start(&everything_stdio(30));
+    let url = server.mcp.clone().unwrap();
+    let call =
+        serde_json::json!({"name": "everything__get-resource-links", "arguments": {"count": 2}});
+    for (version, links) in [
+        ("2024-11-05", false),
+        ("2025-03-26", false),
+        ("2025-06-18", true),
+        ("2025-11-25", true),
+    ] {
+        let (session, _) = raw_session(&url, version).await;
+        let answer = raw_request(&url, &session, version, "tools/call", call.clone()).await;
+        let content = answer["result"]["content"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"));
+        let kinds: Vec<&str> = content
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds.contains(&"resource_link"),
+            links,
+            "{version}: {kinds:?}"
+        );
+        if !links {
+            let texts: String = content.iter().filter_map(|c| c["text"].as_str()).collect();
+            assert!(
+                texts.contains("demo://resource/"),
+                "{version}: the URI is named: {texts}"
+            );
+        }
+    }
 }

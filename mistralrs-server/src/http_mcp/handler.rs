@@ -22,8 +22,9 @@ use rmcp::model::{
     ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation, JsonObject,
     ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
     LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
-    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
-    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
+    ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams, Tool,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -282,6 +283,18 @@ fn caller(context: &RequestContext<RoleServer>) -> Arc<CallerScope> {
         .unwrap_or_else(CallerScope::unscoped)
 }
 
+/// The protocol version of the caller's session: the one it asked for at
+/// `initialize` when this server speaks it, else this server's latest; the
+/// newest for sessionless requests.
+fn negotiated_version(context: &RequestContext<RoleServer>) -> ProtocolVersion {
+    context
+        .peer
+        .peer_info()
+        .map(|info| info.protocol_version.clone())
+        .filter(|asked| ProtocolVersion::KNOWN_VERSIONS.contains(asked))
+        .unwrap_or(ProtocolVersion::LATEST)
+}
+
 fn unknown_tool(name: &str) -> McpError {
     McpError::invalid_params(format!("unknown tool `{name}`"), None)
 }
@@ -494,7 +507,7 @@ impl ServerHandler for McpHandler {
                 let result = forwarder
                     .call_tool(&caller(&context), request, CallOrigin::client(&context))
                     .await?;
-                Ok(result.into())
+                Ok(super::version_adapt::adapt(result, &negotiated_version(&context)).into())
             }
             _ => Err(unknown_tool(&request.name)),
         }

@@ -15,6 +15,7 @@ mod rate_limit;
 mod redis_limits;
 mod rejection;
 mod sessions;
+mod version_adapt;
 
 use crate::openai::tool_loop::McpToolDefaults;
 use std::net::{IpAddr, Ipv4Addr};

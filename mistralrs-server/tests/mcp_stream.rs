@@ -716,3 +716,82 @@ async fn idle_sessions_expire() {
         "the idle session is gone"
     );
 }
+
+/// Issue 14, item 7: SSE priming events (an empty `data:`) only for sessions at
+/// 2025-11-25 or later; older sessions get none, on any stream.
+#[tokio::test]
+async fn priming_events_only_for_sessions_that_know_them() {
+    let (_server, url) = mcp_server(None);
+    let client = unpooled_client();
+    let priming = |text: &str| {
+        text.lines()
+            .any(|l| l.trim_end() == "data:" || l == "data: ")
+    };
+    for (version, expected) in [
+        ("2024-11-05", false),
+        ("2025-03-26", false),
+        ("2025-06-18", false),
+        ("2025-11-25", true),
+    ] {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "old", "version": "0"}}});
+        let response = client
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+            .await
+            .unwrap();
+        let session = response.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.text().await.unwrap();
+        assert_eq!(priming(&body), expected, "{version} initialize: {body:?}");
+        assert!(
+            body.contains(&format!("\"protocolVersion\":\"{version}\"")),
+            "{body}"
+        );
+        let post = |body: Value| {
+            client
+                .post(&url)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", &session)
+                .header("mcp-protocol-version", version)
+                .json(&body)
+                .send()
+        };
+        let status = post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 202);
+        let listed = post(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(listed.contains("\"chat\""), "{listed}");
+        assert_eq!(
+            priming(&listed),
+            expected,
+            "{version} tools/list: {listed:?}"
+        );
+        // The standalone GET stream: what arrives in its first half second.
+        let mut stream = client
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", version)
+            .send()
+            .await
+            .unwrap();
+        let mut first = String::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+        while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, stream.chunk()).await {
+            first.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert_eq!(priming(&first), expected, "{version} GET stream: {first:?}");
+    }
+}

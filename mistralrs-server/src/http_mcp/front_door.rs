@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 use super::auth::KeyId;
 use super::handler::McpHandler;
 use super::jsonrpc::{self, Message, Refused};
+use super::priming;
 use super::rejection::Rejection;
 use super::sessions::Sessions;
 use crate::guarded_body::GuardedBody;
@@ -136,12 +137,18 @@ impl FrontDoor {
             Err(Refused::Rejected(rejection)) => return Err(rejection),
             Err(Refused::InvalidParams { id, message }) => return Ok(invalid_params(id, &message)),
         };
+        let asked = if message.is_initialize() {
+            asked_version(&bytes)
+        } else {
+            None
+        };
         let request = Request::from_parts(parts, Body::from(bytes));
         if let Some(id) = session {
             return self.in_session(request, &id, owner, next).await;
         }
         if message.is_initialize() {
             let reservation = self.sessions.reserve().ok_or(Rejection::TooManySessions)?;
+            let takes_priming = priming::takes_priming(asked.as_deref());
             let response = next.run(request).await;
             let opened = response
                 .headers()
@@ -151,8 +158,12 @@ impl FrontDoor {
             let Some(id) = opened.map(str::to_owned) else {
                 return Ok(response);
             };
-            reservation.open(&id, owner);
-            return Ok(self.with_public_session_id(response, &id));
+            reservation.open(&id, owner, takes_priming);
+            let response = self.with_public_session_id(response, &id);
+            return Ok(match takes_priming {
+                true => response,
+                false => response.map(priming::strip),
+            });
         }
         if needs_no_session(request.headers(), &message) {
             return Ok(self.stateless.handle(request).await.map(Body::new));
@@ -177,6 +188,10 @@ impl FrontDoor {
         if response.status() == StatusCode::NOT_FOUND {
             self.sessions.forget(id);
         }
+        let response = match session_use.takes_priming {
+            true => response,
+            false => response.map(priming::strip),
+        };
         Ok(response.map(|body| GuardedBody::wrap(body, session_use)))
     }
 
@@ -196,6 +211,14 @@ impl FrontDoor {
         }
         Ok(response)
     }
+}
+
+/// The `protocolVersion` an `initialize` body asks for.
+fn asked_version(body: &[u8]) -> Option<String> {
+    let message: Value = serde_json::from_slice(body).ok()?;
+    message["params"]["protocolVersion"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Reads a body of at most [`MAX_BODY_BYTES`]: 413 past it, 400 when it breaks off.

@@ -11,6 +11,7 @@ mod auth;
 mod front_door;
 mod handler;
 mod jsonrpc;
+mod priming;
 mod rate_limit;
 mod redis_limits;
 mod rejection;

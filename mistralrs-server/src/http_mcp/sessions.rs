@@ -26,6 +26,8 @@ use super::auth::KeyId;
 #[derive(Debug)]
 struct Entry {
     owner: Option<KeyId>,
+    /// Whether its streams may carry SSE priming events (2025-11-25 and later).
+    takes_priming: bool,
     last_used: Instant,
     in_flight: usize,
 }
@@ -83,6 +85,7 @@ impl Sessions {
         Some(SessionUse {
             sessions: Arc::clone(self),
             id: Arc::from(id),
+            takes_priming: entry.takes_priming,
         })
     }
 
@@ -143,13 +146,14 @@ pub(super) struct Reservation {
 
 impl Reservation {
     /// The session `id` opened by `owner` now holds the slot.
-    pub(super) fn open(mut self, id: &str, owner: Option<KeyId>) {
+    pub(super) fn open(mut self, id: &str, owner: Option<KeyId>, takes_priming: bool) {
         let mut state = self.sessions.state.lock();
         state.reserved -= 1;
         state.open.insert(
             Arc::from(id),
             Entry {
                 owner,
+                takes_priming,
                 last_used: Instant::now(),
                 in_flight: 0,
             },
@@ -172,6 +176,8 @@ impl Drop for Reservation {
 pub(super) struct SessionUse {
     sessions: Arc<Sessions>,
     id: Arc<str>,
+    /// Whether the session's streams may carry SSE priming events.
+    pub(super) takes_priming: bool,
 }
 
 impl Drop for SessionUse {
@@ -204,8 +210,8 @@ mod tests {
         assert!(s.reserve().is_none(), "two reserved of two");
         drop(a);
         let c = s.reserve().unwrap();
-        b.open("one", None);
-        c.open("two", None);
+        b.open("one", None, true);
+        c.open("two", None, true);
         assert!(s.reserve().is_none(), "two open of two");
         s.forget("one");
         assert!(s.reserve().is_some());
@@ -214,7 +220,7 @@ mod tests {
     #[test]
     fn a_session_answers_only_its_own_key() {
         let s = sessions(4);
-        s.reserve().unwrap().open("id", Some(KeyId(0)));
+        s.reserve().unwrap().open("id", Some(KeyId(0)), true);
         assert!(s.enter("id", Some(KeyId(0))).is_some());
         assert!(s.enter("id", Some(KeyId(1))).is_none());
         assert!(s.enter("id", None).is_none());
@@ -224,8 +230,8 @@ mod tests {
     #[tokio::test]
     async fn idle_sessions_close_but_busy_ones_stay() {
         let s = sessions(4);
-        s.reserve().unwrap().open("idle", None);
-        s.reserve().unwrap().open("busy", None);
+        s.reserve().unwrap().open("idle", None, true);
+        s.reserve().unwrap().open("busy", None, true);
         let busy = s.enter("busy", None).unwrap();
         let reaper = tokio::spawn(Arc::clone(&s).reap_idle(CancellationToken::new()));
         tokio::time::sleep(Duration::from_millis(400)).await;

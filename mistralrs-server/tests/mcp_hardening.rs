@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, authority};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -51,15 +51,6 @@ async fn post(
             .header("mcp-protocol-version", "2025-06-18");
     }
     request.send().await.unwrap()
-}
-
-/// `host:port` of a URL.
-fn authority(url: &str) -> String {
-    url.trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 /// The first JSON-RPC message of a JSON or SSE answer.

@@ -733,20 +733,7 @@ async fn priming_events_only_for_sessions_that_know_them() {
         ("2025-06-18", false),
         ("2025-11-25", true),
     ] {
-        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "old", "version": "0"}}});
-        let response = client
-            .post(&url)
-            .header("accept", "application/json, text/event-stream")
-            .json(&init)
-            .send()
-            .await
-            .unwrap();
-        let session = response.headers()["mcp-session-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let body = response.text().await.unwrap();
+        let (session, body) = common::open_session_at(&url, version).await;
         assert_eq!(priming(&body), expected, "{version} initialize: {body:?}");
         assert!(
             body.contains(&format!("\"protocolVersion\":\"{version}\"")),
@@ -761,11 +748,6 @@ async fn priming_events_only_for_sessions_that_know_them() {
                 .json(&body)
                 .send()
         };
-        let status = post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 202);
         let listed = post(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
             .await
             .unwrap()

@@ -11,8 +11,8 @@ mod common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::Server;
 use common::services::{Nginx, Redis, Upstream};
+use common::{Server, authority};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -20,15 +20,6 @@ const KEY: &str = "replica-key";
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 /// nginx connects to the replicas from here; test clients come from 127.0.0.1.
 const PROXY_ADDRESS: &str = "127.0.0.2";
-
-/// `host:port` of a URL.
-fn authority(url: &str) -> String {
-    url.trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
-}
 
 /// Three replicas trusting the proxy, limits in `redis`, then nginx over them.
 fn cluster(redis: &Redis, rate_limit: &str) -> (Vec<Server>, Nginx) {

@@ -891,39 +891,6 @@ async fn an_upstreams_sampling_request_is_answered_by_the_served_model() {
     assert!(clamped["used"].as_u64().unwrap() < 1_000_000, "{sampled}");
 }
 
-/// A session opened at protocol `version` over raw HTTP: its id and the
-/// initialize answer's body as sent.
-async fn raw_session(url: &str, version: &str) -> (String, String) {
-    let client = reqwest::Client::new();
-    let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "old", "version": "0"}}});
-    let response = client
-        .post(url)
-        .header("accept", "application/json, text/event-stream")
-        .json(&initialize)
-        .send()
-        .await
-        .unwrap();
-    let session = response.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let body = response.text().await.unwrap();
-    let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let status = client
-        .post(url)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", version)
-        .json(&initialized)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 202);
-    (session, body)
-}
-
 /// A request in a raw session: the JSON-RPC answer.
 async fn raw_request(
     url: &str,
@@ -966,7 +933,7 @@ async fn older_sessions_get_forwarded_results_they_can_read() {
         ("2025-06-18", true),
         ("2025-11-25", true),
     ] {
-        let (session, _) = raw_session(&url, version).await;
+        let (session, _) = common::open_session_at(&url, version).await;
         let answer = raw_request(&url, &session, version, "tools/call", call.clone()).await;
         let content = answer["result"]["content"]
             .as_array()

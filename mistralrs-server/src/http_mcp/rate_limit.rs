@@ -112,6 +112,11 @@ impl std::fmt::Debug for LocalLimits {
     }
 }
 
+/// The burst of a limit: as configured, else one second's worth; at least 1.
+pub(super) fn burst_or_default(per_second: f64, burst: Option<u32>) -> u32 {
+    burst.unwrap_or_else(|| per_second.ceil() as u32).max(1)
+}
+
 /// A governor quota of `per_second` with `burst` (default: one second's worth).
 /// An error, never a panic, for a rate outside [`MIN_RATE`, `MAX_RATE`] or a
 /// burst whose span does not fit governor's clock.
@@ -120,7 +125,7 @@ pub(super) fn quota(per_second: f64, burst: Option<u32>) -> anyhow::Result<Quota
         anyhow::bail!("rate {per_second}/s is outside {MIN_RATE:.3e}..={MAX_RATE:e}");
     }
     let period = Duration::from_secs_f64(1.0 / per_second);
-    let burst = burst.unwrap_or_else(|| per_second.ceil() as u32).max(1);
+    let burst = burst_or_default(per_second, burst);
     let span_nanos = period.as_nanos().checked_mul(u128::from(burst));
     if span_nanos.is_none_or(|n| n >= u128::from(u64::MAX)) {
         anyhow::bail!("burst {burst} at {per_second}/s spans more time than the limiter can count");

@@ -90,7 +90,7 @@ impl Cell {
     /// `rate_limit::quota` reads them (which has validated both).
     pub(super) fn new(per_second: f64, burst: Option<u32>) -> Self {
         let interval_us = (1e6 / per_second).round().max(1.0) as u64;
-        let burst = burst.unwrap_or_else(|| per_second.ceil() as u32).max(1);
+        let burst = super::rate_limit::burst_or_default(per_second, burst);
         Self {
             interval_us,
             tolerance_us: interval_us.saturating_mul(u64::from(burst)),

@@ -64,17 +64,9 @@ async fn message(response: reqwest::Response) -> Value {
     })
 }
 
-/// Opens a session (with `auth`); its id.
+/// Opens a session at 2025-06-18 (with `auth`); its id.
 async fn open_session(url: &str, auth: Option<&str>) -> String {
-    let response = post(url, auth, None, &initialize()).await;
-    assert_eq!(response.status(), 200);
-    let id = response.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    assert_eq!(post(url, auth, Some(&id), &initialized).await.status(), 202);
-    id
+    common::open_session_at(url, "2025-06-18", auth).await.0
 }
 
 /// Item 1: a key from any one source turns authentication on.

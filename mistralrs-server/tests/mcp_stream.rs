@@ -733,7 +733,7 @@ async fn priming_events_only_for_sessions_that_know_them() {
         ("2025-06-18", false),
         ("2025-11-25", true),
     ] {
-        let (session, body) = common::open_session_at(&url, version).await;
+        let (session, body) = common::open_session_at(&url, version, None).await;
         assert_eq!(priming(&body), expected, "{version} initialize: {body:?}");
         assert!(
             body.contains(&format!("\"protocolVersion\":\"{version}\"")),

@@ -77,23 +77,12 @@ async fn mcp_post(
     request.send().await.unwrap()
 }
 
-/// Opens a session through `url`; its id.
+/// Opens a session through `url` with the key; its id.
 async fn open_session(url: &str) -> String {
-    let client = reqwest::Client::new();
-    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
-    let response = mcp_post(&client, url, KEY, None, &initialize).await;
-    assert_eq!(response.status(), 200);
-    let id = response.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let status = mcp_post(&client, url, KEY, Some(&id), &initialized)
+    let authorization = format!("Bearer {KEY}");
+    common::open_session_at(url, "2025-06-18", Some(&authorization))
         .await
-        .status();
-    assert_eq!(status, 202);
-    id
+        .0
 }
 
 /// `tools/list` in `session` through `url`: the HTTP status.

@@ -933,7 +933,7 @@ async fn older_sessions_get_forwarded_results_they_can_read() {
         ("2025-06-18", true),
         ("2025-11-25", true),
     ] {
-        let (session, _) = common::open_session_at(&url, version).await;
+        let (session, _) = common::open_session_at(&url, version, None).await;
         let answer = raw_request(&url, &session, version, "tools/call", call.clone()).await;
         let content = answer["result"]["content"]
             .as_array()

@@ -352,26 +352,34 @@ pub fn authority(url: &str) -> String {
 }
 
 /// A session opened over raw HTTP at protocol `version` (initialize, then
-/// `notifications/initialized`): its id and the initialize answer as sent.
-pub async fn open_session_at(url: &str, version: &str) -> (String, String) {
+/// `notifications/initialized`), with `authorization` as that header when
+/// given: its id and the initialize answer as sent.
+pub async fn open_session_at(
+    url: &str,
+    version: &str,
+    authorization: Option<&str>,
+) -> (String, String) {
     let client = reqwest::Client::new();
+    let with_auth = |request: reqwest::RequestBuilder| match authorization {
+        Some(value) => request.header("authorization", value),
+        None => request,
+    };
     let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
-    let response = client
-        .post(url)
+    let response = with_auth(client.post(url))
         .header("accept", "application/json, text/event-stream")
         .json(&initialize)
         .send()
         .await
         .unwrap();
+    assert_eq!(response.status(), 200);
     let session = response.headers()["mcp-session-id"]
         .to_str()
         .unwrap()
         .to_owned();
     let body = response.text().await.unwrap();
     let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let status = client
-        .post(url)
+    let status = with_auth(client.post(url))
         .header("accept", "application/json, text/event-stream")
         .header("mcp-session-id", &session)
         .header("mcp-protocol-version", version)

@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mistralrs_core::metrics::{ServerLabel, metrics};
-use mistralrs_core::sync::{Mutex, RwLock};
+use mistralrs_core::sync::RwLock;
 #[allow(deprecated)] // logging: deprecated by SEP-2577, still used by clients
 use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, ClientRequest, Implementation, ProgressNotificationParam,
-    ProgressToken, Prompt, Resource, ResourceTemplate, ResourceUpdatedNotificationParam, Tool,
+    ClientCapabilities, ClientConfig, ClientRequest, Implementation, Prompt, Resource,
+    ResourceTemplate, Tool,
 };
 #[allow(deprecated)] // sampling: deprecated by SEP-2577, still asked by upstreams
 use rmcp::model::{CreateMessageRequestMethod, CreateMessageRequestParams, CreateMessageResult};
@@ -32,12 +32,14 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransportConfig, StreamableHttpError,
 };
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, ErrorData, RoleClient, RoleServer, ServiceExt};
+use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::McpServerConfig;
+use crate::in_order::InOrder;
+use crate::progress::ProgressRoutes;
 use crate::sampling::LocalSampler;
 use crate::{Error, Result};
 
@@ -154,68 +156,12 @@ pub(crate) enum Status {
     Down { error: String, retry_at: Instant },
 }
 
-/// Where a progress notification from upstream goes: the downstream client's
-/// peer and the token it chose.
-#[derive(Debug, Clone)]
-pub(crate) struct ProgressRoute {
-    pub(crate) peer: Peer<RoleServer>,
-    pub(crate) token: ProgressToken,
-}
-
-/// Progress routes of the calls in flight, by the token sent upstream.
-#[derive(Debug)]
-pub(crate) struct ProgressRoutes(Mutex<HashMap<ProgressToken, ProgressRoute>>);
-
-impl ProgressRoutes {
-    fn new() -> Self {
-        Self(Mutex::new("mcp_progress_routes", HashMap::new()))
-    }
-
-    /// Routes `upstream` tokens to `route` until the guard drops.
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        upstream: ProgressToken,
-        route: ProgressRoute,
-    ) -> RouteGuard {
-        self.0.lock().insert(upstream.clone(), route);
-        RouteGuard {
-            routes: Arc::clone(self),
-            token: upstream,
-        }
-    }
-
-    async fn forward(&self, mut progress: ProgressNotificationParam) {
-        let route = self.0.lock().get(&progress.progress_token).cloned();
-        if let Some(route) = route {
-            progress.progress_token = route.token;
-            // A client that went away just misses the notification.
-            let _ = route.peer.notify_progress(progress).await;
-        }
-    }
-}
-
-/// Removes a progress route when the call ends.
-#[derive(Debug)]
-pub(crate) struct RouteGuard {
-    routes: Arc<ProgressRoutes>,
-    token: ProgressToken,
-}
-
-impl Drop for RouteGuard {
-    fn drop(&mut self) {
-        self.routes.0.lock().remove(&self.token);
-    }
-}
-
-/// The client side of one upstream connection: passes progress on, asks for a
-/// refetch when the upstream's lists change.
+/// The client side of one upstream connection: asks for a refetch when the
+/// upstream's lists change, answers sampling. (Notifications whose order
+/// matters are taken off the transport by [`InOrder`].)
 #[derive(Debug, Clone)]
 struct UpstreamClient {
-    progress: Arc<ProgressRoutes>,
     refetch: Arc<Notify>,
-    /// Log messages and resource updates, to the forwarder (dropped when it
-    /// lags behind).
-    notices: mpsc::Sender<UpstreamNotice>,
     server: String,
     /// Answers `sampling/createMessage` (`sampling = "local"`); `None`: not offered.
     sampler: Option<Arc<dyn LocalSampler>>,
@@ -235,14 +181,6 @@ pub(crate) enum UpstreamEvent {
 pub(crate) type UpstreamNotice = (String, UpstreamEvent);
 
 impl ClientHandler for UpstreamClient {
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        self.progress.forward(params).await;
-    }
-
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.refetch.notify_one();
     }
@@ -253,26 +191,6 @@ impl ClientHandler for UpstreamClient {
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.refetch.notify_one();
-    }
-
-    #[allow(deprecated)]
-    async fn on_logging_message(
-        &self,
-        params: LoggingMessageNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        let _ = self
-            .notices
-            .try_send((self.server.clone(), UpstreamEvent::Log(params)));
-    }
-
-    async fn on_resource_updated(
-        &self,
-        params: ResourceUpdatedNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        let event = UpstreamEvent::ResourceUpdated(params.uri);
-        let _ = self.notices.try_send((self.server.clone(), event));
     }
 
     #[allow(deprecated)]
@@ -474,9 +392,7 @@ impl Upstream {
     /// Starts the transport, initializes and fetches the catalog.
     async fn connect(&self) -> Result<(Running, Connection)> {
         let client = UpstreamClient {
-            progress: Arc::clone(&self.progress),
             refetch: Arc::clone(&self.refetch),
-            notices: self.notices.clone(),
             server: self.name.clone(),
             sampler: self.sampler.clone(),
         };
@@ -484,7 +400,7 @@ impl Upstream {
             (Some(command), _) => {
                 let (transport, pid) = self.spawn(command)?;
                 let running = client
-                    .serve(transport)
+                    .serve(self.in_order(transport))
                     .await
                     .map_err(|e| Error::Connect(format!("initializing: {}", with_causes(&e))))?;
                 (running, pid)
@@ -494,7 +410,7 @@ impl Upstream {
                     self.http.clone(),
                     self.http_config(url)?,
                 );
-                let running = client.serve(transport).await.map_err(|e| {
+                let running = client.serve(self.in_order(transport)).await.map_err(|e| {
                     Error::Connect(format!("initializing {url}: {}", http_init_error(&e)))
                 })?;
                 (running, None)
@@ -506,6 +422,18 @@ impl Upstream {
         let catalog = fetch_catalog(&self.name, running.peer()).await?;
         let peer = running.peer().clone();
         Ok((running, Connection { peer, catalog, pid }))
+    }
+
+    /// `transport` with its ordered notifications taken off in order: log
+    /// messages and resource updates to the forwarder, progress to the calls
+    /// it belongs to.
+    fn in_order<T>(&self, transport: T) -> InOrder<T> {
+        InOrder {
+            inner: transport,
+            server: self.name.clone(),
+            notices: self.notices.clone(),
+            progress: Arc::clone(&self.progress),
+        }
     }
 
     /// The child process, its stderr logged at debug level under the server's name.

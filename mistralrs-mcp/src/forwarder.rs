@@ -15,8 +15,8 @@ use mistralrs_core::sync::Mutex;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
     ClientRequest, CompleteRequestParams, CompleteResult, ContentBlock, GetPromptRequestParams,
-    GetPromptResponse, Prompt, ReadResourceRequestParams, ReadResourceResponse, Reference,
-    Resource, ResourceTemplate, ServerResult, Tool,
+    GetPromptResponse, ProgressNotificationParam, Prompt, ReadResourceRequestParams,
+    ReadResourceResponse, Reference, Resource, ResourceTemplate, ServerResult, Tool,
 };
 use rmcp::service::{PeerRequestOptions, RequestContext, ServiceError};
 use rmcp::{ErrorData as McpError, Peer, RoleServer};
@@ -26,14 +26,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::ToolCache;
-use crate::client::{
-    Catalog, Connection, ProgressRoute, Status, Upstream, UpstreamEvent, UpstreamNotice,
-};
+use crate::client::{Catalog, Connection, Status, Upstream, UpstreamEvent, UpstreamNotice};
 use crate::config::{McpClientConfig, NamespaceStrategy, SamplingPolicy, ToolForwardingConfig};
 use crate::log_relay::LogRelay;
 use crate::name_table::{NameTable, Offer};
 use crate::names::Namespacing;
 use crate::policy::Policy;
+use crate::progress::{CallProgress, ProgressRoute};
 use crate::sampling::LocalSampler;
 use crate::scope::CallerScope;
 use crate::scope::ClientSession;
@@ -116,6 +115,14 @@ impl Failure {
             Self::UpstreamError => "upstream_error",
             Self::Cancelled => "cancelled",
         }
+    }
+}
+
+/// The call's next progress step from upstream; never, when its client asked for none.
+async fn next_progress(progress: &mut Option<CallProgress>) -> Option<ProgressNotificationParam> {
+    match progress {
+        Some(progress) => progress.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -845,23 +852,35 @@ impl Forwarder {
                 return Ok(tool_error(format!("upstream MCP server `{server}`: {e}")));
             }
         };
-        let _route = origin.progress.map(|route| {
+        let mut progress = origin.progress.map(|route| {
             upstream
                 .progress
                 .register(handle.progress_token.clone(), route)
         });
         let (id, peer) = (handle.id.clone(), handle.peer.clone());
-        let response = tokio::select! {
-            response = handle.await_response() => response,
-            () = origin.cancel.cancelled() => {
-                count_error(server, Failure::Cancelled);
-                let reason = Some("the client cancelled the call".to_owned());
-                let _ = peer
-                    .notify_cancelled(CancelledNotificationParam::new(Some(id), reason))
-                    .await;
-                return Err(McpError::internal_error("the request was cancelled", None));
+        let response = handle.await_response();
+        tokio::pin!(response);
+        let response = loop {
+            tokio::select! {
+                response = &mut response => break response,
+                Some(step) = next_progress(&mut progress) => {
+                    if let Some(progress) = &progress {
+                        progress.relay(step).await;
+                    }
+                }
+                () = origin.cancel.cancelled() => {
+                    count_error(server, Failure::Cancelled);
+                    let reason = Some("the client cancelled the call".to_owned());
+                    let _ = peer
+                        .notify_cancelled(CancelledNotificationParam::new(Some(id), reason))
+                        .await;
+                    return Err(McpError::internal_error("the request was cancelled", None));
+                }
             }
         };
+        if let Some(progress) = &mut progress {
+            progress.drain().await;
+        }
         metrics()
             .tool_forwarded_duration
             .get(&NamespaceLabel { namespace: server })

@@ -20,11 +20,15 @@ mod client;
 #[cfg(feature = "tool-forwarding")]
 mod forwarder;
 #[cfg(feature = "tool-forwarding")]
+mod in_order;
+#[cfg(feature = "tool-forwarding")]
 mod log_relay;
 #[cfg(feature = "tool-forwarding")]
 mod name_table;
 #[cfg(feature = "tool-forwarding")]
 mod policy;
+#[cfg(feature = "tool-forwarding")]
+mod progress;
 #[cfg(feature = "tool-forwarding")]
 mod subscriptions;
 #[cfg(feature = "tool-forwarding")]

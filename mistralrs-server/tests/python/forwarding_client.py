@@ -66,6 +66,9 @@ async def expect_refused(session, name, arguments=None):
     raise AssertionError(f"{name!r} was not refused: {result}")
 
 
+LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+
+
 def text_of(result):
     return "".join(c.text for c in result.content if getattr(c, "type", None) == "text")
 
@@ -309,12 +312,31 @@ async def logs(session, url, http, received):
                 await anyio.sleep(0.05)
         await anyio.sleep(0.3)  # anything more would arrive now
         done.set()
-    assert [p.level for p in received] == ["debug", "info", "notice", "warning", "error",
-                                           "critical", "alert", "emergency"], received
+    assert [p.level for p in received] == LEVELS, received
     assert all(p.logger == "logs/probe" for p in received), received
-    assert received[0].data == "debug message", received[0]
+    assert received[0].data == "debug message 0", received[0]
     assert [p.level for p in others["error"]] == ["error", "critical", "alert", "emergency"], others
     assert others["unasked"] == [], others
+
+    # A burst keeps its order, logs and progress alike.
+    received.clear()
+    await session.call_tool("logs__log_all", {"rounds": 25})
+    with anyio.fail_after(10):
+        while len(received) < 200:
+            await anyio.sleep(0.05)
+    expected = [f"{level} message {r}" for r in range(25) for level in LEVELS]
+    assert [p.data for p in received] == expected, [p.data for p in received]
+    progress = []
+
+    async def on_progress(value, total, message):
+        progress.append(value)
+    result = await session.call_tool("logs__progress_burst", {"steps": 100},
+                                     progress_callback=on_progress)
+    assert text_of(result) == "done", result
+    with anyio.fail_after(10):
+        while len(progress) < 100:
+            await anyio.sleep(0.05)
+    assert progress == list(range(1, 101)), progress
     print("logs ok")
 
 

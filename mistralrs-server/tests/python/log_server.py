@@ -1,8 +1,10 @@
-"""An upstream MCP server (official Python SDK, stdio) that logs at every level.
+"""An upstream MCP server (official Python SDK, stdio) that logs at every level
+and reports progress, as fast as it can, to check that the gateway keeps their order.
 
 Usage: python log_server.py
 Its tool `log_all` sends one `notifications/message` at each MCP level, debug
-to emergency, from logger `probe`, then answers.
+to emergency, from logger `probe`, `rounds` times over, then answers;
+`progress_burst` reports progress 1..`steps` without pausing, then answers.
 """
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -11,11 +13,20 @@ server = MCPServer("log-probe")
 
 
 @server.tool()
-async def log_all(ctx: Context) -> str:
-    """Logs one message per level."""
-    for level in LEVELS:
-        await ctx.log(level, f"{level} message", logger_name="probe")
+async def log_all(ctx: Context, rounds: int = 1) -> str:
+    """Logs one message per level, `rounds` times over."""
+    for round_ in range(rounds):
+        for level in LEVELS:
+            await ctx.log(level, f"{level} message {round_}", logger_name="probe")
     return "logged"
+
+
+@server.tool()
+async def progress_burst(ctx: Context, steps: int) -> str:
+    """Reports progress 1..steps of steps."""
+    for step in range(1, steps + 1):
+        await ctx.report_progress(step, steps)
+    return "done"
 
 
 if __name__ == "__main__":

@@ -101,6 +101,8 @@ label_sets! {
     ToolErrorLabels { namespace, kind }
     /// An upstream MCP server.
     ServerLabel { server }
+    /// A request an upstream MCP server sent the gateway, and who answered it.
+    UpstreamRequestLabels { server, method, answered_by }
     /// A served model's tool-call format.
     ToolParserLabels { model, parser }
 }
@@ -353,6 +355,15 @@ metrics! {
     pub tool_sampling: CounterFamily<SourceLabel<'static>> = Family::counter(
         "tool_sampling_total",
         "Upstream MCP sampling requests answered, by who answered them.",
+    );
+    /// `mcp_upstream_requests_total{server,method,answered_by}`: requests
+    /// upstream MCP servers sent the gateway (`sampling/createMessage`,
+    /// `elicitation/create`, `roots/list`), by who answered: `client` (the
+    /// client whose call was in flight), `model` (a served model), `gateway`
+    /// (declined, or no roots) or `error`.
+    pub mcp_upstream_requests: CounterFamily<UpstreamRequestLabels<'static>> = Family::counter(
+        "mcp_upstream_requests_total",
+        "Requests upstream MCP servers sent the gateway, by who answered them.",
     );
     /// `mcp_forwarded_names_left_out`: forwarded tools and prompts kept from
     /// clients because their name collides (`namespace_strategy = "none"`).

@@ -20,13 +20,14 @@ use mistralrs_core::sync::RwLock;
 #[allow(deprecated)] // logging: deprecated by SEP-2577, still used by clients
 use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, ClientRequest, Implementation, Prompt, Resource,
-    ResourceTemplate, Tool,
+    ClientConfig, ClientRequest, Implementation, Prompt, Resource, ResourceTemplate, Tool,
 };
 #[allow(deprecated)] // sampling: deprecated by SEP-2577, still asked by upstreams
-use rmcp::model::{CreateMessageRequestMethod, CreateMessageRequestParams, CreateMessageResult};
+use rmcp::model::{CreateMessageRequestParams, CreateMessageResult, ListRootsResult};
+use rmcp::model::{ElicitRequestParams, ElicitResult};
 use rmcp::service::{
-    ClientInitializeError, NotificationContext, Peer, RequestContext, RunningService,
+    ClientInitializeError, InboundStreamOrigin, NotificationContext, Peer, RequestContext,
+    RunningService,
 };
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransportConfig, StreamableHttpError,
@@ -37,10 +38,12 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::callers::Callers;
 use crate::config::McpServerConfig;
 use crate::in_order::InOrder;
 use crate::progress::ProgressRoutes;
 use crate::sampling::LocalSampler;
+use crate::upstream_requests::UpstreamRequests;
 use crate::{Error, Result};
 
 /// Seconds to connect and per call unless the server's `timeout_secs` says otherwise.
@@ -157,14 +160,13 @@ pub(crate) enum Status {
 }
 
 /// The client side of one upstream connection: asks for a refetch when the
-/// upstream's lists change, answers sampling. (Notifications whose order
-/// matters are taken off the transport by [`InOrder`].)
+/// upstream's lists change, has the upstream's requests answered.
+/// (Notifications whose order matters are taken off the transport by
+/// [`InOrder`].)
 #[derive(Debug, Clone)]
 struct UpstreamClient {
     refetch: Arc<Notify>,
-    server: String,
-    /// Answers `sampling/createMessage` (`sampling = "local"`); `None`: not offered.
-    sampler: Option<Arc<dyn LocalSampler>>,
+    requests: Arc<UpstreamRequests>,
 }
 
 /// What an upstream tells the forwarder's sessions about.
@@ -193,27 +195,37 @@ impl ClientHandler for UpstreamClient {
         self.refetch.notify_one();
     }
 
-    #[allow(deprecated)]
+    #[allow(deprecated)] // sampling: deprecated by SEP-2577, still asked by upstreams
     async fn create_message(
         &self,
         params: CreateMessageRequestParams,
-        _context: RequestContext<RoleClient>,
+        context: RequestContext<RoleClient>,
     ) -> std::result::Result<CreateMessageResult, ErrorData> {
-        match &self.sampler {
-            Some(sampler) => sampler.create_message(&self.server, params).await,
-            None => Err(ErrorData::method_not_found::<CreateMessageRequestMethod>()),
-        }
+        let origin = context.extensions.get::<InboundStreamOrigin>();
+        self.requests.create_message(params, origin).await
     }
 
-    #[allow(deprecated)] // the sampling capability
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> std::result::Result<ElicitResult, ErrorData> {
+        let origin = context.extensions.get::<InboundStreamOrigin>();
+        self.requests.create_elicitation(params, origin).await
+    }
+
+    #[allow(deprecated)] // roots: deprecated by SEP-2577, still asked by upstreams
+    async fn list_roots(
+        &self,
+        context: RequestContext<RoleClient>,
+    ) -> std::result::Result<ListRootsResult, ErrorData> {
+        let origin = context.extensions.get::<InboundStreamOrigin>();
+        self.requests.list_roots(origin).await
+    }
+
     fn get_info(&self) -> ClientConfig {
-        let capabilities = if self.sampler.is_some() {
-            ClientCapabilities::builder().enable_sampling().build()
-        } else {
-            ClientCapabilities::default()
-        };
         ClientConfig::new(
-            capabilities,
+            self.requests.capabilities(),
             Implementation::new("mistralrs-server", env!("CARGO_PKG_VERSION")),
         )
     }
@@ -234,10 +246,13 @@ pub(crate) struct Upstream {
     pub(crate) timeout: Duration,
     status: RwLock<Status>,
     pub(crate) progress: Arc<ProgressRoutes>,
+    /// The clients of the calls in flight, for the upstream's requests.
+    pub(crate) callers: Arc<Callers>,
     refetch: Arc<Notify>,
     changes: watch::Sender<u64>,
     notices: mpsc::Sender<UpstreamNotice>,
-    sampler: Option<Arc<dyn LocalSampler>>,
+    /// Who answers the upstream's requests.
+    requests: Arc<UpstreamRequests>,
 }
 
 impl Upstream {
@@ -255,20 +270,32 @@ impl Upstream {
                 server: spec.name.as_str(),
             })
             .set(0);
+        let timeout = spec
+            .timeout_secs
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        let callers = Arc::new(Callers::new());
+        let requests = Arc::new(UpstreamRequests {
+            server: spec.name.clone(),
+            callers: Arc::clone(&callers),
+            sampling: spec.sampling,
+            elicitation: spec.elicitation,
+            roots: spec.roots,
+            sampler,
+            timeout,
+        });
         Arc::new(Self {
             name: spec.name.clone(),
-            timeout: spec
-                .timeout_secs
-                .map_or(DEFAULT_TIMEOUT, Duration::from_secs),
+            timeout,
             spec,
             secret_env,
             http,
             status: RwLock::new("mcp_upstream_status", Status::Connecting),
             progress: Arc::new(ProgressRoutes::new()),
+            callers,
             refetch: Arc::new(Notify::new()),
             changes,
             notices,
-            sampler,
+            requests,
         })
     }
 
@@ -393,8 +420,7 @@ impl Upstream {
     async fn connect(&self) -> Result<(Running, Connection)> {
         let client = UpstreamClient {
             refetch: Arc::clone(&self.refetch),
-            server: self.name.clone(),
-            sampler: self.sampler.clone(),
+            requests: Arc::clone(&self.requests),
         };
         let (running, pid) = match (&self.spec.command, &self.spec.url) {
             (Some(command), _) => {

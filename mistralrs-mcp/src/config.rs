@@ -46,21 +46,42 @@ pub struct McpServerConfig {
     pub ca_file: Option<PathBuf>,
     /// Seconds to connect and per call. Default 30.
     pub timeout_secs: Option<u64>,
-    /// What the gateway does when this upstream asks `sampling/createMessage`:
-    /// `local` (a served model answers; the gateway declares `sampling` to the
-    /// upstream) or `deny` (not declared; the default).
+    /// Who answers this upstream's `sampling/createMessage`: `client` (the
+    /// client whose call it is, when it declared sampling, else a served
+    /// model; the default), `local` (always a served model) or `deny` (the
+    /// capability is not declared).
     pub sampling: SamplingPolicy,
+    /// This upstream's `elicitation/create`: `client` (asked of the client
+    /// whose call it is, declined when it can't answer; the default) or `deny`
+    /// (not declared).
+    pub elicitation: RelayPolicy,
+    /// This upstream's `roots/list`: `client` (the roots of the client whose
+    /// call it is, none when it has none; the default) or `deny` (not declared).
+    pub roots: RelayPolicy,
 }
 
 /// `[[mcp_client.servers]] sampling`.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplingPolicy {
-    /// Not offered: the upstream sees no `sampling` capability.
+    /// The calling client answers when it declared sampling, else a served model.
     #[default]
-    Deny,
+    Client,
     /// Answered by one of the served models.
     Local,
+    /// Not offered: the upstream sees no `sampling` capability.
+    Deny,
+}
+
+/// `[[mcp_client.servers]] elicitation` and `roots`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayPolicy {
+    /// Relayed to the client whose call is in flight, when it declared the capability.
+    #[default]
+    Client,
+    /// Not offered: the upstream does not see the capability.
+    Deny,
 }
 
 /// `[tool_forwarding]`.

@@ -26,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::ToolCache;
+use crate::callers::Caller;
 use crate::client::{Catalog, Connection, Status, Upstream, UpstreamEvent, UpstreamNotice};
-use crate::config::{McpClientConfig, NamespaceStrategy, SamplingPolicy, ToolForwardingConfig};
+use crate::config::{McpClientConfig, NamespaceStrategy, ToolForwardingConfig};
 use crate::log_relay::LogRelay;
 use crate::name_table::{NameTable, Offer};
 use crate::names::Namespacing;
@@ -35,7 +36,7 @@ use crate::policy::Policy;
 use crate::progress::{CallProgress, ProgressRoute};
 use crate::sampling::LocalSampler;
 use crate::scope::CallerScope;
-use crate::scope::ClientSession;
+use crate::scope::{ClientSession, SessionClosed};
 use crate::subscriptions::Subscriptions;
 use crate::{Error, Result};
 
@@ -168,16 +169,18 @@ fn result_text(result: &CallToolResult) -> String {
     }
 }
 
-/// Who a forwarded call answers to: where its progress notifications go and
-/// what cancels it.
+/// Who a forwarded call answers to: where its progress notifications go, who
+/// answers the upstream's requests during it, and what cancels it.
 #[derive(Debug)]
 pub struct CallOrigin {
     progress: Option<ProgressRoute>,
+    /// The client session; `None` for the served model.
+    caller: Option<Caller>,
     cancel: CancellationToken,
 }
 
 impl CallOrigin {
-    /// An MCP client's call: its progress token and its cancellation.
+    /// An MCP client's call: its progress token, its session and its cancellation.
     pub fn client(context: &RequestContext<RoleServer>) -> Self {
         Self {
             progress: context
@@ -187,15 +190,28 @@ impl CallOrigin {
                     peer: context.peer.clone(),
                     token,
                 }),
+            caller: Some(Caller {
+                peer: context.peer.clone(),
+                request: context.id.clone(),
+                cancel: context.ct.clone(),
+                session_closed: context
+                    .extensions
+                    .get::<http::request::Parts>()
+                    .and_then(|parts| parts.extensions.get::<SessionClosed>())
+                    .cloned()
+                    .unwrap_or_default()
+                    .0,
+            }),
             cancel: context.ct.clone(),
         }
     }
 
-    /// A call the served model makes: no progress to relay; `cancel` ends it
-    /// when the request that runs the model goes away.
+    /// A call the served model makes: no progress to relay, no client to ask;
+    /// `cancel` ends it when the request that runs the model goes away.
     pub fn model(cancel: CancellationToken) -> Self {
         Self {
             progress: None,
+            caller: None,
             cancel,
         }
     }
@@ -244,9 +260,7 @@ impl Forwarder {
                 http,
                 changes.clone(),
                 notices.clone(),
-                sampler
-                    .clone()
-                    .filter(|_| spec.sampling == SamplingPolicy::Local),
+                sampler.clone(),
             );
             upstreams.insert(spec.name.clone(), upstream);
         }
@@ -852,6 +866,7 @@ impl Forwarder {
                 return Ok(tool_error(format!("upstream MCP server `{server}`: {e}")));
             }
         };
+        let _caller = upstream.callers.register(handle.id.clone(), origin.caller);
         let mut progress = origin.progress.map(|route| {
             upstream
                 .progress

@@ -16,6 +16,8 @@ pub mod scope;
 #[cfg(feature = "tool-forwarding")]
 mod cache;
 #[cfg(feature = "tool-forwarding")]
+mod callers;
+#[cfg(feature = "tool-forwarding")]
 mod client;
 #[cfg(feature = "tool-forwarding")]
 mod forwarder;
@@ -32,6 +34,8 @@ mod progress;
 #[cfg(feature = "tool-forwarding")]
 mod subscriptions;
 #[cfg(feature = "tool-forwarding")]
+mod upstream_requests;
+#[cfg(feature = "tool-forwarding")]
 pub use forwarder::{CallOrigin, Forwarder, UpstreamHealth};
 
 #[cfg(not(feature = "tool-forwarding"))]
@@ -39,7 +43,7 @@ mod forwarder_disabled;
 #[cfg(not(feature = "tool-forwarding"))]
 pub use forwarder_disabled::{CallOrigin, Forwarder, UpstreamHealth};
 
-pub use scope::{CallerScope, ClientSession};
+pub use scope::{CallerScope, ClientSession, SessionClosed};
 
 /// What goes wrong in talking to upstreams, by kind, so callers match on the
 /// kind rather than the text; each message says what happened.

@@ -16,6 +16,12 @@ use crate::config::KeyScope;
 #[derive(Debug, Default)]
 pub struct ClientSession;
 
+/// Cancelled when a client's session ends (DELETE): the MCP endpoint puts it in
+/// the extensions of each request of a session, so that work done for the
+/// session (a request relayed to it) stops at once rather than at a timeout.
+#[derive(Debug, Clone, Default)]
+pub struct SessionClosed(pub tokio_util::sync::CancellationToken);
+
 /// The limits of one scoped key. Unset fields allow everything (the global
 /// policy still applies).
 #[derive(Debug, Clone, PartialEq, Eq)]

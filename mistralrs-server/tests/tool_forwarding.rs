@@ -222,6 +222,15 @@ async fn shutdown_ends_upstream_child_processes() {
     }
 }
 
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// server-everything in Streamable HTTP mode on `port`, killed on drop.
 struct HttpUpstream(Child);
 
@@ -264,11 +273,7 @@ fn call(server: &Server, tool: &str, arguments: &str) -> Value {
 
 #[tokio::test]
 async fn an_http_upstream_that_goes_away_fails_fast_and_is_back_when_it_returns() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let upstream = HttpUpstream::start(port);
     let server = start(&format!(
         "[[mcp_client.servers]]\nname = \"remote\"\nurl = \"http://127.0.0.1:{port}/mcp\"\ntimeout_secs = 5\n"
@@ -310,11 +315,7 @@ async fn an_http_upstream_that_goes_away_fails_fast_and_is_back_when_it_returns(
 /// without it.
 #[tokio::test]
 async fn an_https_upstream_is_trusted_through_its_ca_file_and_refused_without() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(
@@ -816,11 +817,7 @@ async fn completions_are_forwarded_to_the_owner() {
 /// set a level, at their level, named after the upstream; not the others.
 #[tokio::test]
 async fn upstream_logs_reach_each_session_at_its_level() {
-    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = format!("{}/tests/python/log_server.py", env!("CARGO_MANIFEST_DIR"));
-    let server = start(&format!(
-        "[[mcp_client.servers]]\nname = \"logs\"\ncommand = {python:?}\nargs = [{probe:?}]\n"
-    ));
+    let server = start(&log_probe());
     wait_upstream(&server, "logs", |u| u["status"] == "up").await;
     let out = forwarding(&server, &["logs"]);
     assert!(out.contains("logs ok"), "{out}");
@@ -841,13 +838,13 @@ async fn resource_updates_reach_only_the_sessions_that_subscribed() {
 /// then offers its sampling tool, and the answer comes from the engine.
 #[tokio::test]
 async fn an_upstreams_sampling_request_is_answered_by_the_served_model() {
-    let plain = start(&everything_stdio(30));
+    let plain = start(&format!("{}sampling = \"deny\"\n", everything_stdio(30)));
     let tools = listed(&plain, "tools/list", "tools").await;
     assert!(
         !tools
             .iter()
             .any(|t| t.ends_with("trigger-sampling-request")),
-        "without sampling = \"local\" the upstream sees no sampling capability: {tools:?}"
+        "with sampling = \"deny\" the upstream sees no sampling capability: {tools:?}"
     );
     drop(plain);
 
@@ -889,6 +886,102 @@ async fn an_upstreams_sampling_request_is_answered_by_the_served_model() {
     let clamped = &sampled["_meta"]["mistralrs/maxTokensClamped"];
     assert_eq!(clamped["asked"], 1_000_000, "{sampled}");
     assert!(clamped["used"].as_u64().unwrap() < 1_000_000, "{sampled}");
+}
+
+/// `[[mcp_client.servers]]` for the Python log probe (it also asks for roots).
+fn log_probe() -> String {
+    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = format!("{}/tests/python/log_server.py", env!("CARGO_MANIFEST_DIR"));
+    format!("[[mcp_client.servers]]\nname = \"logs\"\ncommand = {python:?}\nargs = [{probe:?}]\n")
+}
+
+/// `mcp_upstream_requests_total` for one upstream, method and answerer.
+fn upstream_requests(metrics: &str, server: &str, method: &str, answered_by: &str) -> f64 {
+    common::series(
+        metrics,
+        &format!(
+            "mistralrs_mcp_upstream_requests_total{{answered_by=\"{answered_by}\",method=\"{method}\",server=\"{server}\"}}"
+        ),
+    )
+}
+
+/// Issue 14, item 3: an upstream's `sampling/createMessage`,
+/// `elicitation/create` (form and URL) and `roots/list` during a call go to
+/// the client whose call it is (Python SDK callbacks) and its answer, or its
+/// error, goes back; a client without the capability gets the gateway's
+/// answer: a served model samples, elicitation is declined, no roots.
+#[tokio::test]
+async fn upstream_requests_reach_the_client_whose_call_it_is() {
+    let server = start(&format!("{}{}", everything_stdio(30), log_probe()));
+    wait_upstream(&server, "logs", |u| u["status"] == "up").await;
+    let out = forwarding(&server, &["relay"]);
+    assert!(out.contains("relay ok"), "{out}");
+    let metrics = server.metrics().await;
+    let expected = [
+        ("everything", "sampling/createMessage", "client", 1.0),
+        ("everything", "sampling/createMessage", "model", 1.0),
+        ("everything", "sampling/createMessage", "error", 1.0),
+        ("everything", "elicitation/create", "client", 2.0),
+        ("everything", "elicitation/create", "gateway", 1.0),
+        ("logs", "roots/list", "client", 1.0),
+        ("logs", "roots/list", "gateway", 1.0),
+    ];
+    for (upstream, method, answered_by, count) in expected {
+        assert_eq!(
+            upstream_requests(&metrics, upstream, method, answered_by),
+            count,
+            "{upstream} {method} answered by {answered_by}"
+        );
+    }
+    for (source, count) in [("client", 1.0), ("local", 1.0)] {
+        let series = format!("mistralrs_tool_sampling_total{{source=\"{source}\"}}");
+        assert_eq!(common::series(&metrics, &series), count, "{series}");
+    }
+}
+
+/// Issue 14, bad input: a client answering a relayed request with garbage
+/// gets a JSON-RPC error sent upstream (the call's result names the method);
+/// a client that goes away while asked fails the upstream's request when rmcp
+/// ends the closed session (it lets handlers drain for up to 5 s), well
+/// before the upstream's 30 s timeout.
+#[tokio::test]
+async fn relayed_requests_fail_cleanly_on_garbage_and_on_a_client_gone() {
+    let server = start(&everything_stdio(30));
+    let out = forwarding(&server, &["relay-faults"]);
+    assert!(out.contains("relay faults ok"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = server.metrics().await;
+        let failed = upstream_requests(&metrics, "everything", "sampling/createMessage", "error");
+        if failed == 2.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{failed} failed relays after 10 s, 2 expected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 14, item 3: over Streamable HTTP the upstream's requests come on the
+/// stream of the call they belong to, so three clients' calls in flight at
+/// once each get their own client's answer.
+#[tokio::test]
+async fn concurrent_calls_on_an_http_upstream_each_ask_their_own_client() {
+    let port = free_port();
+    let _upstream = HttpUpstream::start(port);
+    let server = start(&format!(
+        "[[mcp_client.servers]]\nname = \"everything\"\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
+    ));
+    wait_upstream(&server, "everything", |u| u["status"] == "up").await;
+    let out = forwarding(&server, &["relay-concurrent"]);
+    assert!(out.contains("relay concurrent ok"), "{out}");
+    let metrics = server.metrics().await;
+    assert_eq!(
+        upstream_requests(&metrics, "everything", "sampling/createMessage", "client"),
+        3.0
+    );
 }
 
 /// A request in a raw session: the JSON-RPC answer.

@@ -24,6 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use mistralrs_mcp::SessionClosed;
 use rmcp::model::{ErrorCode, ProtocolVersion};
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -175,7 +176,7 @@ impl FrontDoor {
     /// `owner`; the session stays busy until the answer has streamed.
     async fn in_session(
         &self,
-        request: Request,
+        mut request: Request,
         id: &str,
         owner: Option<KeyId>,
         next: Next,
@@ -184,6 +185,9 @@ impl FrontDoor {
             .sessions
             .enter(id, owner)
             .ok_or(Rejection::UnknownSession)?;
+        request
+            .extensions_mut()
+            .insert(SessionClosed(session_use.closed.clone()));
         let response = next.run(request).await;
         if response.status() == StatusCode::NOT_FOUND {
             self.sessions.forget(id);

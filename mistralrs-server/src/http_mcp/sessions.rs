@@ -30,6 +30,8 @@ struct Entry {
     takes_priming: bool,
     last_used: Instant,
     in_flight: usize,
+    /// Cancelled when the session is forgotten (deleted, or unknown to rmcp).
+    closed: CancellationToken,
 }
 
 #[derive(Debug, Default)]
@@ -86,13 +88,16 @@ impl Sessions {
             sessions: Arc::clone(self),
             id: Arc::from(id),
             takes_priming: entry.takes_priming,
+            closed: entry.closed.clone(),
         })
     }
 
     /// Forgets session `id` (deleted, or unknown to rmcp).
     pub(super) fn forget(&self, id: &str) {
         let mut state = self.state.lock();
-        state.open.remove(id);
+        if let Some(entry) = state.open.remove(id) {
+            entry.closed.cancel();
+        }
         publish(&state);
     }
 
@@ -156,6 +161,7 @@ impl Reservation {
                 takes_priming,
                 last_used: Instant::now(),
                 in_flight: 0,
+                closed: CancellationToken::new(),
             },
         );
         publish(&state);
@@ -178,6 +184,8 @@ pub(super) struct SessionUse {
     id: Arc<str>,
     /// Whether the session's streams may carry SSE priming events.
     pub(super) takes_priming: bool,
+    /// Cancelled when the session is forgotten.
+    pub(super) closed: CancellationToken,
 }
 
 impl Drop for SessionUse {

@@ -11,8 +11,15 @@ Scenarios (each exits non-zero with a message on the first mismatch):
   cache <file>             a cacheable read is served from the cache until the TTL (1 s) ends
   kill                     the stdio upstream killed mid-call: a tool error, then it is back
   cancel <marker>          a call cancelled by the client is cancelled upstream (probe__wait)
+  relay                    an upstream's sampling, elicitation and roots requests answered by
+                           the client whose call it is, else by the gateway
+  relay-concurrent         three clients' sampling requests in flight at once on an HTTP
+                           upstream: each answered by its own client
+  relay-faults             a relayed request answered with garbage, and one whose client
+                           goes away
   call <tool> <json>       one call; prints {"is_error": ..., "text": ..., "structured": ...}
 """
+import contextlib
 import json
 import os
 import signal
@@ -340,6 +347,152 @@ async def logs(session, url, http, received):
     print("logs ok")
 
 
+async def open_session(url, http, stack, **callbacks):
+    """A further client session of the gateway, with the given callbacks."""
+    read, write = await stack.enter_async_context(streamable_http_client(url, http_client=http))
+    session = await stack.enter_async_context(ClientSession(read, write, **callbacks))
+    await session.initialize()
+    return session
+
+
+def sampled_by(text):
+    async def answer(context, params):
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=text),
+            model="client-model", stop_reason="endTurn")
+    return answer
+
+
+async def relay(url, http):
+    """Requests an upstream sends during a call go to the client whose call it
+    is, when it declared the capability; else the gateway answers them."""
+    urls = []
+
+    async def elicited(context, params):
+        if isinstance(params, types.ElicitRequestURLParams):
+            urls.append(params.url)
+            return types.ElicitResult(action="accept")
+        assert "name" in str(params.requested_schema), params
+        return types.ElicitResult(action="accept", content={"name": "Ada Lovelace"})
+
+    async def roots(context):
+        return types.ListRootsResult(roots=[types.Root(uri="file:///srv/gateway-root", name="work")])
+
+    async def refuses(context, params):
+        return types.ErrorData(code=-32001, message="the user refused to sample")
+
+    async with contextlib.AsyncExitStack() as stack:
+        able = await open_session(url, http, stack, sampling_callback=sampled_by("sampled by the client"),
+                                  elicitation_callback=elicited, list_roots_callback=roots)
+        plain = await open_session(url, http, stack)
+        refusing = await open_session(url, http, stack, sampling_callback=refuses)
+
+        sample = {"prompt": "Say hello.", "maxTokens": 8}
+        result = await able.call_tool("everything__trigger-sampling-request", sample)
+        assert '"text": "sampled by the client"' in text_of(result), result
+        assert '"model": "client-model"' in text_of(result), result
+        result = await plain.call_tool("everything__trigger-sampling-request", sample)
+        assert '"model": "demo"' in text_of(result), result
+        result = await refusing.call_tool("everything__trigger-sampling-request", sample)
+        assert result.is_error and "the user refused to sample" in text_of(result), result
+
+        result = await able.call_tool("everything__trigger-elicitation-request", {})
+        assert "- Name: Ada Lovelace" in text_of(result), result
+        result = await plain.call_tool("everything__trigger-elicitation-request", {})
+        assert "declined" in text_of(result), result
+
+        result = await able.call_tool("everything__trigger-url-elicitation",
+                                      {"url": "https://example.com/consent"})
+        assert not result.is_error and urls == ["https://example.com/consent"], (result, urls)
+
+        result = await able.call_tool("logs__roots", {})
+        assert json.loads(text_of(result)) == ["file:///srv/gateway-root"], result
+        result = await plain.call_tool("logs__roots", {})
+        assert json.loads(text_of(result)) == [], result
+    print("relay ok")
+
+
+async def relay_concurrent(url, http):
+    """Two clients' calls in flight at once on one HTTP upstream: each upstream
+    request goes to the client whose call it belongs to."""
+    def slow(text):
+        answer = sampled_by(text)
+
+        async def slowly(context, params):
+            await anyio.sleep(0.5)
+            return await answer(context, params)
+        return slowly
+
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = {name: await open_session(url, http, stack, sampling_callback=slow(f"from {name}"))
+                    for name in ("a", "b", "c")}
+        results = {}
+
+        async def call(name):
+            results[name] = text_of(await sessions[name].call_tool(
+                "everything__trigger-sampling-request", {"prompt": name, "maxTokens": 8}))
+        async with anyio.create_task_group() as tasks:
+            for name in sessions:
+                tasks.start_soon(call, name)
+    for name, text in results.items():
+        assert f'"text": "from {name}"' in text, results
+    print("relay concurrent ok")
+
+
+async def raw_session(url, http, capabilities):
+    """Headers of a raw 2025-11-25 session that declared `capabilities`."""
+    headers = {"Accept": "application/json, text/event-stream"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": capabilities,
+        "clientInfo": {"name": "raw", "version": "1"}}}
+    response = await http.post(url, json=init, headers=headers)
+    assert response.status_code == 200, response.text
+    headers["Mcp-Session-Id"] = response.headers["mcp-session-id"]
+    headers["MCP-Protocol-Version"] = "2025-11-25"
+    await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                    headers=headers)
+    return headers
+
+
+async def sse_messages(response):
+    async for line in response.aiter_lines():
+        if line.startswith("data:") and line[5:].strip():
+            yield json.loads(line[5:])
+
+
+async def relay_faults(url, http):
+    """A client that answers a relayed request with garbage: the upstream gets
+    an error and the call's result names it. A client that goes away while
+    asked: the upstream gets an error at once (the test reads the metrics)."""
+    headers = await raw_session(url, http, {"sampling": {}})
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "everything__trigger-sampling-request",
+        "arguments": {"prompt": "x", "maxTokens": 4}}}
+    result = None
+    with anyio.fail_after(20):
+        async with http.stream("POST", url, json=call, headers=headers) as response:
+            async for message in sse_messages(response):
+                if message.get("method") == "sampling/createMessage":
+                    answer = {"jsonrpc": "2.0", "id": message["id"], "result": {"nonsense": [1, 2]}}
+                    sent = await http.post(url, json=answer, headers=headers)
+                    assert sent.status_code == 202, sent.text
+                elif message.get("id") == 2:
+                    result = message["result"]
+                    break
+    text = "".join(c.get("text", "") for c in result["content"])
+    assert result.get("isError") and "sampling/createMessage" in text, result
+
+    headers = await raw_session(url, http, {"sampling": {}})
+    with anyio.fail_after(20):
+        async with http.stream("POST", url, json=call, headers=headers) as response:
+            async for message in sse_messages(response):
+                if message.get("method") == "sampling/createMessage":
+                    break
+    gone = await http.delete(url, headers=headers)
+    assert gone.status_code in (200, 204), gone.text
+    print("relay faults ok")
+
+
 async def subscribe(session, url, http, updates):
     """Resource updates reach exactly the sessions subscribed to the URI; the
     upstream's subscription lasts while any session holds one."""
@@ -433,6 +586,12 @@ async def main(scenario, url, base, *args):
                 await subscribe(session, url, http, updates)
             elif scenario == "logs":
                 await logs(session, url, http, received)
+            elif scenario == "relay":
+                await relay(url, http)
+            elif scenario == "relay-faults":
+                await relay_faults(url, http)
+            elif scenario == "relay-concurrent":
+                await relay_concurrent(url, http)
             elif scenario == "complete":
                 await complete(session, args[0] if args else "")
             elif scenario == "call":

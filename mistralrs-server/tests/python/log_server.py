@@ -1,11 +1,15 @@
 """An upstream MCP server (official Python SDK, stdio) that logs at every level
-and reports progress, as fast as it can, to check that the gateway keeps their order.
+and reports progress, as fast as it can, to check that the gateway keeps their
+order, and asks for the caller's roots.
 
 Usage: python log_server.py
 Its tool `log_all` sends one `notifications/message` at each MCP level, debug
 to emergency, from logger `probe`, `rounds` times over, then answers;
-`progress_burst` reports progress 1..`steps` without pausing, then answers.
+`progress_burst` reports progress 1..`steps` without pausing, then answers;
+`roots` asks `roots/list` during the call and answers with the URIs as JSON.
 """
+import json
+
 from mcp.server.mcpserver import Context, MCPServer
 
 LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
@@ -27,6 +31,13 @@ async def progress_burst(ctx: Context, steps: int) -> str:
     for step in range(1, steps + 1):
         await ctx.report_progress(step, steps)
     return "done"
+
+
+@server.tool()
+async def roots(ctx: Context) -> str:
+    """The roots of whoever is asked during this call."""
+    listed = await ctx.session.list_roots()
+    return json.dumps([str(root.uri) for root in listed.roots])
 
 
 if __name__ == "__main__":

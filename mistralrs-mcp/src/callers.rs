@@ -1,0 +1,113 @@
+//! Which client made each forwarded call in flight on one upstream, so that a
+//! request the upstream sends during the call (`sampling/createMessage`,
+//! `elicitation/create`, `roots/list`) goes back to that client.
+//!
+//! Over Streamable HTTP, rmcp tells which of our requests' response streams an
+//! upstream request arrived on ([`InboundStreamOrigin`]): that ties it to one
+//! call however many are in flight. Over stdio nothing on the wire ties them,
+//! so a request is tied only when exactly one call is in flight on the
+//! connection; otherwise nobody is asked (the request is answered as if the
+//! client had not declared the capability). Requests that arrive outside any
+//! call (on the standalone stream) are never tied.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mistralrs_core::sync::Mutex;
+use rmcp::model::{ClientCapabilities, RequestId};
+use rmcp::service::InboundStreamOrigin;
+use rmcp::{Peer, RoleServer};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How long a request tied to one of our requests' streams waits for that
+/// call to be registered (it is registered as soon as it is sent, so this
+/// only covers an upstream that answers before the registration ran).
+const REGISTRATION_WAIT: Duration = Duration::from_secs(1);
+
+/// The client session a forwarded call came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) peer: Peer<RoleServer>,
+    /// The client's request (its `tools/call`), on whose stream requests go.
+    pub(crate) request: RequestId,
+    /// Cancelled when the client's call ends.
+    pub(crate) cancel: CancellationToken,
+    /// Cancelled when the client's session ends.
+    pub(crate) session_closed: CancellationToken,
+}
+
+impl Caller {
+    /// What the client declared at `initialize` (nothing for a stateless session).
+    pub(crate) fn capabilities(&self) -> Option<ClientCapabilities> {
+        self.peer.peer_info().map(|info| info.capabilities.clone())
+    }
+}
+
+/// The calls in flight on one upstream connection, by our request id; `None`
+/// for a call the served model made (no client to ask).
+#[derive(Debug)]
+pub(crate) struct Callers {
+    calls: Mutex<HashMap<RequestId, Option<Caller>>>,
+    registered: Notify,
+}
+
+impl Callers {
+    pub(crate) fn new() -> Self {
+        Self {
+            calls: Mutex::new("mcp_upstream_callers", HashMap::new()),
+            registered: Notify::new(),
+        }
+    }
+
+    /// Records that our request `id` was made for `caller` until the guard drops.
+    pub(crate) fn register(self: &Arc<Self>, id: RequestId, caller: Option<Caller>) -> CallGuard {
+        self.calls.lock().insert(id.clone(), caller);
+        self.registered.notify_waiters();
+        CallGuard {
+            callers: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// The client to ask for an upstream request that arrived from `origin`
+    /// (`None`: a transport that can't tell, i.e. stdio).
+    pub(crate) async fn caller_of(&self, origin: Option<&InboundStreamOrigin>) -> Option<Caller> {
+        match origin {
+            Some(InboundStreamOrigin::OutboundRequest(id)) => {
+                let wait = tokio::time::timeout(REGISTRATION_WAIT, async {
+                    loop {
+                        let registered = self.registered.notified();
+                        if let Some(caller) = self.calls.lock().get(id) {
+                            return caller.clone();
+                        }
+                        registered.await;
+                    }
+                });
+                wait.await.ok().flatten()
+            }
+            Some(InboundStreamOrigin::Unassociated) => None,
+            None => {
+                let calls = self.calls.lock();
+                match calls.len() {
+                    1 => calls.values().next().cloned().flatten(),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// Removes a call when it ends.
+#[derive(Debug)]
+pub(crate) struct CallGuard {
+    callers: Arc<Callers>,
+    id: RequestId,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.callers.calls.lock().remove(&self.id);
+    }
+}

@@ -26,8 +26,7 @@ use rmcp::model::{
 use rmcp::model::{CreateMessageRequestParams, CreateMessageResult, ListRootsResult};
 use rmcp::model::{ElicitRequestParams, ElicitResult};
 use rmcp::service::{
-    ClientInitializeError, InboundStreamOrigin, NotificationContext, Peer, RequestContext,
-    RunningService,
+    ClientInitializeError, NotificationContext, Peer, RequestContext, RunningService,
 };
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransportConfig, StreamableHttpError,
@@ -201,8 +200,7 @@ impl ClientHandler for UpstreamClient {
         params: CreateMessageRequestParams,
         context: RequestContext<RoleClient>,
     ) -> std::result::Result<CreateMessageResult, ErrorData> {
-        let origin = context.extensions.get::<InboundStreamOrigin>();
-        self.requests.create_message(params, origin).await
+        self.requests.create_message(params, &context).await
     }
 
     async fn create_elicitation(
@@ -210,8 +208,7 @@ impl ClientHandler for UpstreamClient {
         params: ElicitRequestParams,
         context: RequestContext<RoleClient>,
     ) -> std::result::Result<ElicitResult, ErrorData> {
-        let origin = context.extensions.get::<InboundStreamOrigin>();
-        self.requests.create_elicitation(params, origin).await
+        self.requests.create_elicitation(params, &context).await
     }
 
     #[allow(deprecated)] // roots: deprecated by SEP-2577, still asked by upstreams
@@ -219,8 +216,7 @@ impl ClientHandler for UpstreamClient {
         &self,
         context: RequestContext<RoleClient>,
     ) -> std::result::Result<ListRootsResult, ErrorData> {
-        let origin = context.extensions.get::<InboundStreamOrigin>();
-        self.requests.list_roots(origin).await
+        self.requests.list_roots(&context).await
     }
 
     fn get_info(&self) -> ClientConfig {

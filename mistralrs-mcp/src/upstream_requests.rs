@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use mistralrs_core::metrics::{SourceLabel, UpstreamRequestLabels, metrics};
 use rmcp::ErrorData as McpError;
+use rmcp::RoleClient;
 use rmcp::model::{
     CancelledNotificationParam, ClientCapabilities, ClientResult, CreateMessageRequest,
     CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
@@ -19,7 +20,9 @@ use rmcp::model::{
     GetExtensions, ListRootsRequest, ListRootsResult, RootsCapabilities, SamplingCapability,
     ServerRequest, UrlElicitationCapability,
 };
-use rmcp::service::{InboundStreamOrigin, OriginatingRequestId, PeerRequestOptions, ServiceError};
+use rmcp::service::{
+    InboundStreamOrigin, OriginatingRequestId, PeerRequestOptions, RequestContext, ServiceError,
+};
 
 use crate::callers::{Caller, Callers};
 use crate::config::{RelayPolicy, SamplingPolicy};
@@ -68,7 +71,7 @@ impl UpstreamRequests {
     pub(crate) async fn create_message(
         &self,
         params: CreateMessageRequestParams,
-        origin: Option<&InboundStreamOrigin>,
+        context: &RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, McpError> {
         const METHOD: &str = "sampling/createMessage";
         let client = match self.sampling {
@@ -76,14 +79,14 @@ impl UpstreamRequests {
             SamplingPolicy::Local => None,
             SamplingPolicy::Client => self
                 .callers
-                .caller_of(origin)
+                .caller_of(context.extensions.get::<InboundStreamOrigin>())
                 .await
                 .filter(|caller| can_sample(caller.capabilities().as_ref(), &params)),
         };
         if let Some(caller) = client {
             let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
             let answer = self
-                .relay(&caller, request, METHOD, |answer| match answer {
+                .relay(&caller, context, request, METHOD, |answer| match answer {
                     ClientResult::CreateMessageResult(result) => Some(*result),
                     _ => None,
                 })
@@ -115,7 +118,7 @@ impl UpstreamRequests {
     pub(crate) async fn create_elicitation(
         &self,
         params: ElicitRequestParams,
-        origin: Option<&InboundStreamOrigin>,
+        context: &RequestContext<RoleClient>,
     ) -> Result<ElicitResult, McpError> {
         const METHOD: &str = "elicitation/create";
         let url = matches!(params, ElicitRequestParams::UrlElicitationParams { .. });
@@ -123,14 +126,14 @@ impl UpstreamRequests {
             RelayPolicy::Deny => None,
             RelayPolicy::Client => self
                 .callers
-                .caller_of(origin)
+                .caller_of(context.extensions.get::<InboundStreamOrigin>())
                 .await
                 .filter(|caller| can_elicit(caller.capabilities().as_ref(), url)),
         };
         match client {
             Some(caller) => {
                 let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
-                self.relay(&caller, request, METHOD, |answer| match answer {
+                self.relay(&caller, context, request, METHOD, |answer| match answer {
                     ClientResult::ElicitResult(result) => Some(result),
                     _ => None,
                 })
@@ -146,21 +149,21 @@ impl UpstreamRequests {
     /// `roots/list`: the calling client's roots if it has any, else none.
     pub(crate) async fn list_roots(
         &self,
-        origin: Option<&InboundStreamOrigin>,
+        context: &RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, McpError> {
         const METHOD: &str = "roots/list";
         let client = match self.roots {
             RelayPolicy::Deny => None,
             RelayPolicy::Client => self
                 .callers
-                .caller_of(origin)
+                .caller_of(context.extensions.get::<InboundStreamOrigin>())
                 .await
                 .filter(|caller| caller.capabilities().is_some_and(|c| c.roots.is_some())),
         };
         match client {
             Some(caller) => {
                 let request = ServerRequest::ListRootsRequest(ListRootsRequest::default());
-                self.relay(&caller, request, METHOD, |answer| match answer {
+                self.relay(&caller, context, request, METHOD, |answer| match answer {
                     ClientResult::ListRootsResult(result) => Some(result),
                     _ => None,
                 })
@@ -173,13 +176,15 @@ impl UpstreamRequests {
         }
     }
 
-    /// Sends `request` to `caller` on its call's stream and waits for the
-    /// answer: at most the upstream's timeout, and not past the call's end (the
-    /// client is then told the request is cancelled). The client's own error
-    /// goes upstream as it is.
+    /// Sends `request` (the `upstream`'s) to `caller` on its call's stream and
+    /// waits for the answer: at most the upstream's timeout, not past the
+    /// call's end or the upstream's withdrawal (the client is then told the
+    /// request is cancelled), nor past the client's session. The client's own
+    /// error goes upstream as it is.
     async fn ask(
         &self,
         caller: &Caller,
+        upstream: &RequestContext<RoleClient>,
         mut request: ServerRequest,
         method: &'static str,
     ) -> Result<ClientResult, McpError> {
@@ -220,6 +225,11 @@ impl UpstreamRequests {
                         None,
                     ))
                 }
+                () = upstream.ct.cancelled() => {
+                    let reason = Some("the server that asked withdrew the request".to_owned());
+                    let _ = peer.notify_cancelled(CancelledNotificationParam::new(Some(id), reason)).await;
+                    Err(McpError::internal_error(format!("{method}: withdrawn"), None))
+                }
             }
         }
         .await
@@ -230,18 +240,22 @@ impl UpstreamRequests {
     async fn relay<T>(
         &self,
         caller: &Caller,
+        upstream: &RequestContext<RoleClient>,
         request: ServerRequest,
         method: &'static str,
         unpack: impl FnOnce(ClientResult) -> Option<T>,
     ) -> Result<T, McpError> {
-        let answer = self.ask(caller, request, method).await.and_then(|answer| {
-            unpack(answer).ok_or_else(|| {
-                McpError::internal_error(
-                    format!("{method}: the client answered with a result of another kind"),
-                    None,
-                )
-            })
-        });
+        let answer = self
+            .ask(caller, upstream, request, method)
+            .await
+            .and_then(|answer| {
+                unpack(answer).ok_or_else(|| {
+                    McpError::internal_error(
+                        format!("{method}: the client answered with a result of another kind"),
+                        None,
+                    )
+                })
+            });
         self.count(method, if answer.is_ok() { "client" } else { "error" });
         answer
     }

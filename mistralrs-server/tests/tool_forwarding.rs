@@ -909,7 +909,8 @@ fn upstream_requests(metrics: &str, server: &str, method: &str, answered_by: &st
 /// `elicitation/create` (form and URL) and `roots/list` during a call go to
 /// the client whose call it is (Python SDK callbacks) and its answer, or its
 /// error, goes back; a client without the capability gets the gateway's
-/// answer: a served model samples, elicitation is declined, no roots.
+/// answer: a served model samples, elicitation is declined, no roots. A
+/// request the upstream withdraws is cancelled at the client.
 #[tokio::test]
 async fn upstream_requests_reach_the_client_whose_call_it_is() {
     let server = start(&format!("{}{}", everything_stdio(30), log_probe()));
@@ -921,6 +922,7 @@ async fn upstream_requests_reach_the_client_whose_call_it_is() {
         ("everything", "sampling/createMessage", "client", 1.0),
         ("everything", "sampling/createMessage", "model", 1.0),
         ("everything", "sampling/createMessage", "error", 1.0),
+        ("logs", "sampling/createMessage", "error", 1.0),
         ("everything", "elicitation/create", "client", 2.0),
         ("everything", "elicitation/create", "gateway", 1.0),
         ("logs", "roots/list", "client", 1.0),

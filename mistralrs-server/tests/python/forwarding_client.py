@@ -381,6 +381,15 @@ async def relay(url, http):
     async def refuses(context, params):
         return types.ErrorData(code=-32001, message="the user refused to sample")
 
+    withdrawn = []
+
+    async def patient(context, params):
+        try:
+            await anyio.sleep(10)
+        except anyio.get_cancelled_exc_class():
+            withdrawn.append(params)
+            raise
+
     async with contextlib.AsyncExitStack() as stack:
         able = await open_session(url, http, stack, sampling_callback=sampled_by("sampled by the client"),
                                   elicitation_callback=elicited, list_roots_callback=roots)
@@ -409,6 +418,14 @@ async def relay(url, http):
         assert json.loads(text_of(result)) == ["file:///srv/gateway-root"], result
         result = await plain.call_tool("logs__roots", {})
         assert json.loads(text_of(result)) == [], result
+
+        # The upstream withdraws its request: the client is told, its callback cancelled.
+        waiting = await open_session(url, http, stack, sampling_callback=patient)
+        result = await waiting.call_tool("logs__impatient_sampling", {})
+        assert text_of(result) == "withdrawn", result
+        with anyio.fail_after(5):
+            while not withdrawn:
+                await anyio.sleep(0.05)
     print("relay ok")
 
 

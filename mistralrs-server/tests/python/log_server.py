@@ -6,10 +6,13 @@ Usage: python log_server.py
 Its tool `log_all` sends one `notifications/message` at each MCP level, debug
 to emergency, from logger `probe`, `rounds` times over, then answers;
 `progress_burst` reports progress 1..`steps` without pausing, then answers;
-`roots` asks `roots/list` during the call and answers with the URIs as JSON.
+`roots` asks `roots/list` during the call and answers with the URIs as JSON;
+`impatient_sampling` asks for sampling and withdraws the request after 0.5 s.
 """
 import json
 
+import anyio
+from mcp import types
 from mcp.server.mcpserver import Context, MCPServer
 
 LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
@@ -38,6 +41,16 @@ async def roots(ctx: Context) -> str:
     """The roots of whoever is asked during this call."""
     listed = await ctx.session.list_roots()
     return json.dumps([str(root.uri) for root in listed.roots])
+
+
+@server.tool()
+async def impatient_sampling(ctx: Context) -> str:
+    """Asks for sampling, gives up after 0.5 s (the SDK then sends notifications/cancelled)."""
+    message = types.SamplingMessage(role="user", content=types.TextContent(type="text", text="hi"))
+    with anyio.move_on_after(0.5):
+        await ctx.session.create_message(messages=[message], max_tokens=4)
+        return "answered"
+    return "withdrawn"
 
 
 if __name__ == "__main__":

@@ -456,6 +456,12 @@ metrics! {
         "mcp_upstream_up",
         "1 while the upstream MCP server is connected, else 0.",
     );
+    /// `mcp_upstream_sessions{server}`: upstream sessions opened for one client
+    /// session each (`session_mode = "per_client"`).
+    pub mcp_upstream_sessions: GaugeFamily<ServerLabel<'static>> = Family::gauge(
+        "mcp_upstream_sessions",
+        "Upstream MCP sessions held for one client session each (per_client mode).",
+    );
     /// `lock_wait_seconds{lock}`: time spent waiting for contended locks.
     pub lock_wait: HistogramFamily<LockLabel<'static>> = Family::histogram(
         "lock_wait_seconds",

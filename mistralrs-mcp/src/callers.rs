@@ -8,7 +8,9 @@
 //! so a request is tied only when exactly one call is in flight on the
 //! connection; otherwise nobody is asked (the request is answered as if the
 //! client had not declared the capability). Requests that arrive outside any
-//! call (on the standalone stream) are never tied.
+//! call (on the standalone stream) are never tied, except on an upstream
+//! session opened for one client (`session_mode = "per_client"`), whose
+//! every request is that client's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,8 +32,9 @@ const REGISTRATION_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub(crate) peer: Peer<RoleServer>,
-    /// The client's request (its `tools/call`), on whose stream requests go.
-    pub(crate) request: RequestId,
+    /// The client's request (its `tools/call`), on whose stream requests go;
+    /// `None`: the session's standalone stream.
+    pub(crate) request: Option<RequestId>,
     /// Cancelled when the client's call ends.
     pub(crate) cancel: CancellationToken,
     /// Cancelled when the client's session ends.
@@ -51,13 +54,23 @@ impl Caller {
 pub(crate) struct Callers {
     calls: Mutex<HashMap<RequestId, Option<Caller>>>,
     registered: Notify,
+    /// The one client of an upstream session opened for it (`per_client`):
+    /// asked whenever no call says otherwise.
+    owner: Option<Caller>,
 }
 
 impl Callers {
+    /// The callers of a shared upstream session.
     pub(crate) fn new() -> Self {
+        Self::with_owner(None)
+    }
+
+    /// The callers of an upstream session that `owner`'s session has to itself.
+    pub(crate) fn with_owner(owner: Option<Caller>) -> Self {
         Self {
             calls: Mutex::new("mcp_upstream_callers", HashMap::new()),
             registered: Notify::new(),
+            owner,
         }
     }
 
@@ -74,6 +87,12 @@ impl Callers {
     /// The client to ask for an upstream request that arrived from `origin`
     /// (`None`: a transport that can't tell, i.e. stdio).
     pub(crate) async fn caller_of(&self, origin: Option<&InboundStreamOrigin>) -> Option<Caller> {
+        self.tied_caller(origin)
+            .await
+            .or_else(|| self.owner.clone())
+    }
+
+    async fn tied_caller(&self, origin: Option<&InboundStreamOrigin>) -> Option<Caller> {
         match origin {
             Some(InboundStreamOrigin::OutboundRequest(id)) => {
                 let wait = tokio::time::timeout(REGISTRATION_WAIT, async {

@@ -38,8 +38,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::callers::Callers;
-use crate::config::McpServerConfig;
+use crate::config::{McpServerConfig, SessionMode};
 use crate::in_order::InOrder;
+use crate::per_client::{ClientUpstreams, DEFAULT_MAX_SESSIONS};
 use crate::progress::ProgressRoutes;
 use crate::sampling::LocalSampler;
 use crate::upstream_requests::UpstreamRequests;
@@ -163,7 +164,7 @@ pub(crate) enum Status {
 /// (Notifications whose order matters are taken off the transport by
 /// [`InOrder`].)
 #[derive(Debug, Clone)]
-struct UpstreamClient {
+pub(crate) struct UpstreamClient {
     refetch: Arc<Notify>,
     requests: Arc<UpstreamRequests>,
 }
@@ -180,6 +181,38 @@ pub(crate) enum UpstreamEvent {
 
 /// An upstream's event, by the upstream's name.
 pub(crate) type UpstreamNotice = (String, UpstreamEvent);
+
+/// What a call goes through: an upstream session and the routes of what comes
+/// back during it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionRoutes<'a> {
+    pub(crate) peer: &'a Peer<RoleClient>,
+    pub(crate) progress: &'a Arc<ProgressRoutes>,
+    pub(crate) callers: &'a Arc<Callers>,
+    /// The upstream's shared session (a failure there marks the upstream down).
+    pub(crate) shared: bool,
+}
+
+/// Where an upstream session's ordered notifications go ([`InOrder`]).
+#[derive(Debug, Clone)]
+pub(crate) struct OrderedNotices {
+    /// Log messages and resource updates, to the forwarder.
+    pub(crate) notices: mpsc::Sender<UpstreamNotice>,
+    /// The queues of the session's calls in flight.
+    pub(crate) progress: Arc<ProgressRoutes>,
+}
+
+impl OrderedNotices {
+    /// `transport` of upstream `server`, its ordered notifications taken off here.
+    fn wrap<T>(&self, server: &str, transport: T) -> InOrder<T> {
+        InOrder {
+            inner: transport,
+            server: server.to_owned(),
+            notices: self.notices.clone(),
+            progress: Arc::clone(&self.progress),
+        }
+    }
+}
 
 impl ClientHandler for UpstreamClient {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
@@ -227,7 +260,7 @@ impl ClientHandler for UpstreamClient {
     }
 }
 
-type Running = RunningService<RoleClient, UpstreamClient>;
+pub(crate) type Running = RunningService<RoleClient, UpstreamClient>;
 
 /// One configured upstream and its current status.
 #[derive(Debug)]
@@ -248,7 +281,9 @@ pub(crate) struct Upstream {
     changes: watch::Sender<u64>,
     notices: mpsc::Sender<UpstreamNotice>,
     /// Who answers the upstream's requests.
-    requests: Arc<UpstreamRequests>,
+    pub(crate) requests: Arc<UpstreamRequests>,
+    /// Upstream sessions of one client each (`per_client` mode).
+    pub(crate) client_upstreams: ClientUpstreams,
 }
 
 impl Upstream {
@@ -270,6 +305,7 @@ impl Upstream {
             .timeout_secs
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
         let callers = Arc::new(Callers::new());
+        let max_sessions = spec.max_upstream_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
         let requests = Arc::new(UpstreamRequests {
             server: spec.name.clone(),
             callers: Arc::clone(&callers),
@@ -292,7 +328,13 @@ impl Upstream {
             changes,
             notices,
             requests,
+            client_upstreams: ClientUpstreams::new(max_sessions),
         })
+    }
+
+    /// `shared` or `per_client`.
+    pub(crate) fn session_mode(&self) -> SessionMode {
+        self.spec.session_mode
     }
 
     /// The current status.
@@ -414,47 +456,52 @@ impl Upstream {
 
     /// Starts the transport, initializes and fetches the catalog.
     async fn connect(&self) -> Result<(Running, Connection)> {
-        let client = UpstreamClient {
-            refetch: Arc::clone(&self.refetch),
-            requests: Arc::clone(&self.requests),
+        let ordered = OrderedNotices {
+            notices: self.notices.clone(),
+            progress: Arc::clone(&self.progress),
         };
-        let (running, pid) = match (&self.spec.command, &self.spec.url) {
+        let refetch = Arc::clone(&self.refetch);
+        let (running, pid) = self
+            .open_session(Arc::clone(&self.requests), ordered, refetch)
+            .await?;
+        let catalog = fetch_catalog(&self.name, running.peer()).await?;
+        let peer = running.peer().clone();
+        Ok((running, Connection { peer, catalog, pid }))
+    }
+
+    /// Starts the transport and initializes an upstream session whose
+    /// requests `requests` answers, whose ordered notifications go to
+    /// `ordered`, and whose `list_changed` wake `refetch`.
+    pub(crate) async fn open_session(
+        &self,
+        requests: Arc<UpstreamRequests>,
+        ordered: OrderedNotices,
+        refetch: Arc<Notify>,
+    ) -> Result<(Running, Option<u32>)> {
+        let client = UpstreamClient { refetch, requests };
+        match (&self.spec.command, &self.spec.url) {
             (Some(command), _) => {
                 let (transport, pid) = self.spawn(command)?;
                 let running = client
-                    .serve(self.in_order(transport))
+                    .serve(ordered.wrap(&self.name, transport))
                     .await
                     .map_err(|e| Error::Connect(format!("initializing: {}", with_causes(&e))))?;
-                (running, pid)
+                Ok((running, pid))
             }
             (None, Some(url)) => {
                 let transport = StreamableHttpClientTransport::with_client(
                     self.http.clone(),
                     self.http_config(url)?,
                 );
-                let running = client.serve(self.in_order(transport)).await.map_err(|e| {
-                    Error::Connect(format!("initializing {url}: {}", http_init_error(&e)))
-                })?;
-                (running, None)
+                let running = client
+                    .serve(ordered.wrap(&self.name, transport))
+                    .await
+                    .map_err(|e| {
+                        Error::Connect(format!("initializing {url}: {}", http_init_error(&e)))
+                    })?;
+                Ok((running, None))
             }
-            (None, None) => {
-                return Err(Error::Config("neither `command` nor `url` is set".into()));
-            }
-        };
-        let catalog = fetch_catalog(&self.name, running.peer()).await?;
-        let peer = running.peer().clone();
-        Ok((running, Connection { peer, catalog, pid }))
-    }
-
-    /// `transport` with its ordered notifications taken off in order: log
-    /// messages and resource updates to the forwarder, progress to the calls
-    /// it belongs to.
-    fn in_order<T>(&self, transport: T) -> InOrder<T> {
-        InOrder {
-            inner: transport,
-            server: self.name.clone(),
-            notices: self.notices.clone(),
-            progress: Arc::clone(&self.progress),
+            (None, None) => Err(Error::Config("neither `command` nor `url` is set".into())),
         }
     }
 

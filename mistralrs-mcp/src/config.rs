@@ -58,6 +58,24 @@ pub struct McpServerConfig {
     /// This upstream's `roots/list`: `client` (the roots of the client whose
     /// call it is, none when it has none; the default) or `deny` (not declared).
     pub roots: RelayPolicy,
+    /// `shared` (one upstream session for all clients; the default) or
+    /// `per_client` (calls of each client session go through an upstream
+    /// session of its own, opened at its first call and closed with it).
+    pub session_mode: SessionMode,
+    /// Upstream sessions `per_client` mode holds at most at once. Default 64.
+    pub max_upstream_sessions: Option<usize>,
+}
+
+/// `[[mcp_client.servers]] session_mode`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionMode {
+    /// One upstream session, opened at start-up, for every client.
+    #[default]
+    Shared,
+    /// One upstream session per client session (one child process per client
+    /// for a `command`), besides the shared one that lists what it offers.
+    PerClient,
 }
 
 /// `[[mcp_client.servers]] sampling`.
@@ -292,6 +310,19 @@ fn check(client: &McpClientConfig, forwarding: &ToolForwardingConfig) -> Result<
                 "`mcp_client.servers[{i}].ca_file` applies only to a `url`"
             ));
         }
+        match (server.max_upstream_sessions, server.session_mode) {
+            (Some(0), _) => {
+                return Err(format!(
+                    "`mcp_client.servers[{i}].max_upstream_sessions` must be positive"
+                ));
+            }
+            (Some(_), SessionMode::Shared) => {
+                return Err(format!(
+                    "`mcp_client.servers[{i}].max_upstream_sessions` applies only to `session_mode = \"per_client\"`"
+                ));
+            }
+            _ => {}
+        }
     }
     let security = &forwarding.security;
     for (i, tool) in security.blocked_tools.iter().enumerate() {
@@ -385,6 +416,14 @@ mod tests {
             (
                 "[[mcp_client.servers]]\nname = \"a\"\ncommand = \"x\"\nca_file = \"ca.pem\"",
                 "ca_file",
+            ),
+            (
+                "[[mcp_client.servers]]\nname = \"a\"\ncommand = \"x\"\nsession_mode = \"per_client\"\nmax_upstream_sessions = 0",
+                "max_upstream_sessions",
+            ),
+            (
+                "[[mcp_client.servers]]\nname = \"a\"\ncommand = \"x\"\nmax_upstream_sessions = 4",
+                "per_client",
             ),
             (
                 "[tool_forwarding]\nnamespace_strategy = \"flat\"",

@@ -27,16 +27,19 @@ use tokio_util::task::TaskTracker;
 
 use crate::cache::ToolCache;
 use crate::callers::Caller;
-use crate::client::{Catalog, Connection, Status, Upstream, UpstreamEvent, UpstreamNotice};
-use crate::config::{McpClientConfig, NamespaceStrategy, ToolForwardingConfig};
+use crate::client::{
+    Catalog, Connection, SessionRoutes, Status, Upstream, UpstreamEvent, UpstreamNotice,
+};
+use crate::config::{McpClientConfig, NamespaceStrategy, SessionMode, ToolForwardingConfig};
 use crate::log_relay::LogRelay;
 use crate::name_table::{NameTable, Offer};
 use crate::names::Namespacing;
+use crate::per_client::ClientUpstream;
 use crate::policy::Policy;
 use crate::progress::{CallProgress, ProgressRoute};
 use crate::sampling::LocalSampler;
 use crate::scope::CallerScope;
-use crate::scope::{ClientSession, SessionClosed};
+use crate::scope::{ClientSession, SessionLife};
 use crate::subscriptions::Subscriptions;
 use crate::{Error, Result};
 
@@ -119,6 +122,21 @@ impl Failure {
     }
 }
 
+/// The caller's own session of `upstream` when it is `per_client` and the call
+/// comes from a client session; `None`: the shared session.
+async fn own_session(
+    upstream: &Arc<Upstream>,
+    origin: &CallOrigin,
+) -> Result<Option<Arc<ClientUpstream>>> {
+    if upstream.session_mode() != SessionMode::PerClient {
+        return Ok(None);
+    }
+    let (Some(session), Some(caller)) = (&origin.session, &origin.caller) else {
+        return Ok(None);
+    };
+    upstream.session_for(session, caller).await.map(Some)
+}
+
 /// The call's next progress step from upstream; never, when its client asked for none.
 async fn next_progress(progress: &mut Option<CallProgress>) -> Option<ProgressNotificationParam> {
     match progress {
@@ -176,12 +194,19 @@ pub struct CallOrigin {
     progress: Option<ProgressRoute>,
     /// The client session; `None` for the served model.
     caller: Option<Caller>,
+    /// The caller's MCP session; `None` for the model and stateless requests.
+    session: Option<SessionLife>,
     cancel: CancellationToken,
 }
 
 impl CallOrigin {
     /// An MCP client's call: its progress token, its session and its cancellation.
     pub fn client(context: &RequestContext<RoleServer>) -> Self {
+        let session = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<SessionLife>())
+            .cloned();
         Self {
             progress: context
                 .meta
@@ -192,16 +217,14 @@ impl CallOrigin {
                 }),
             caller: Some(Caller {
                 peer: context.peer.clone(),
-                request: context.id.clone(),
+                request: Some(context.id.clone()),
                 cancel: context.ct.clone(),
-                session_closed: context
-                    .extensions
-                    .get::<http::request::Parts>()
-                    .and_then(|parts| parts.extensions.get::<SessionClosed>())
-                    .cloned()
-                    .unwrap_or_default()
-                    .0,
+                session_closed: session
+                    .as_ref()
+                    .map(|s| s.closed.clone())
+                    .unwrap_or_default(),
             }),
+            session,
             cancel: context.ct.clone(),
         }
     }
@@ -212,6 +235,7 @@ impl CallOrigin {
         Self {
             progress: None,
             caller: None,
+            session: None,
             cancel,
         }
     }
@@ -773,8 +797,26 @@ impl Forwarder {
         if let (true, serde_json::Value::Object(map)) = (had_arguments, arguments) {
             upstream_request.arguments = Some(map);
         }
+        let own = match own_session(upstream, &origin).await {
+            Ok(own) => own,
+            Err(e) => return Ok(tool_error(e.to_string())),
+        };
+        let routes = match &own {
+            Some(own) => SessionRoutes {
+                peer: &own.peer,
+                progress: &own.progress,
+                callers: &own.callers,
+                shared: false,
+            },
+            None => SessionRoutes {
+                peer: &connection.peer,
+                progress: &upstream.progress,
+                callers: &upstream.callers,
+                shared: true,
+            },
+        };
         let result = self
-            .send_call(upstream, &connection, server, upstream_request, origin)
+            .send_call(upstream, routes, server, upstream_request, origin)
             .await;
         match &result {
             Ok(result) if result.is_error == Some(true) => count_call(server, tool, "tool_error"),
@@ -843,7 +885,7 @@ impl Forwarder {
     async fn send_call(
         &self,
         upstream: &Upstream,
-        connection: &Connection,
+        routes: SessionRoutes<'_>,
         server: &str,
         request: CallToolRequestParams,
         origin: CallOrigin,
@@ -851,7 +893,7 @@ impl Forwarder {
         let started = Instant::now();
         let options =
             PeerRequestOptions::with_timeout(upstream.timeout).reset_timeout_on_progress();
-        let handle = connection
+        let handle = routes
             .peer
             .send_cancellable_request(
                 ClientRequest::CallToolRequest(CallToolRequest::new(request)),
@@ -862,13 +904,15 @@ impl Forwarder {
             Ok(handle) => handle,
             Err(e) => {
                 count_error(server, Failure::Transport);
-                upstream.report_lost();
+                if routes.shared {
+                    upstream.report_lost();
+                }
                 return Ok(tool_error(format!("upstream MCP server `{server}`: {e}")));
             }
         };
-        let _caller = upstream.callers.register(handle.id.clone(), origin.caller);
+        let _caller = routes.callers.register(handle.id.clone(), origin.caller);
         let mut progress = origin.progress.map(|route| {
-            upstream
+            routes
                 .progress
                 .register(handle.progress_token.clone(), route)
         });

@@ -28,6 +28,8 @@ mod log_relay;
 #[cfg(feature = "tool-forwarding")]
 mod name_table;
 #[cfg(feature = "tool-forwarding")]
+mod per_client;
+#[cfg(feature = "tool-forwarding")]
 mod policy;
 #[cfg(feature = "tool-forwarding")]
 mod progress;
@@ -43,7 +45,7 @@ mod forwarder_disabled;
 #[cfg(not(feature = "tool-forwarding"))]
 pub use forwarder_disabled::{CallOrigin, Forwarder, UpstreamHealth};
 
-pub use scope::{CallerScope, ClientSession, SessionClosed};
+pub use scope::{CallerScope, ClientSession, SessionLife};
 
 /// What goes wrong in talking to upstreams, by kind, so callers match on the
 /// kind rather than the text; each message says what happened.

@@ -16,11 +16,17 @@ use crate::config::KeyScope;
 #[derive(Debug, Default)]
 pub struct ClientSession;
 
-/// Cancelled when a client's session ends (DELETE): the MCP endpoint puts it in
+/// A client's MCP session as the endpoint knows it: the MCP endpoint puts it in
 /// the extensions of each request of a session, so that work done for the
-/// session (a request relayed to it) stops at once rather than at a timeout.
-#[derive(Debug, Clone, Default)]
-pub struct SessionClosed(pub tokio_util::sync::CancellationToken);
+/// session (a request relayed to it, its own upstream sessions) stops when the
+/// session ends rather than at a timeout.
+#[derive(Debug, Clone)]
+pub struct SessionLife {
+    /// The `Mcp-Session-Id`.
+    pub id: std::sync::Arc<str>,
+    /// Cancelled when the session ends (DELETE, or unknown to rmcp).
+    pub closed: tokio_util::sync::CancellationToken,
+}
 
 /// The limits of one scoped key. Unset fields allow everything (the global
 /// policy still applies).

@@ -196,9 +196,11 @@ impl UpstreamRequests {
                     None,
                 ));
             }
-            request
-                .extensions_mut()
-                .insert(OriginatingRequestId(caller.request.clone()));
+            if let Some(originating) = &caller.request {
+                request
+                    .extensions_mut()
+                    .insert(OriginatingRequestId(originating.clone()));
+            }
             let options = PeerRequestOptions::with_timeout(self.timeout);
             // rmcp marks a request sent from within a request handler with
             // that request's id (a task-local), which here is the upstream's

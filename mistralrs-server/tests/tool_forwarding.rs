@@ -941,6 +941,53 @@ async fn upstream_requests_reach_the_client_whose_call_it_is() {
     }
 }
 
+/// `mcp_upstream_sessions{server}` reaches `count` within 10 s.
+async fn wait_client_upstreams(server: &Server, name: &str, count: f64) {
+    let series = format!("mistralrs_mcp_upstream_sessions{{server=\"{name}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = common::series(&server.metrics().await, &series);
+        if now == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {now}, {count} expected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 14, item 3: `session_mode = "per_client"` gives each client session
+/// an upstream session (a child process) of its own, so server-everything's
+/// roots, fetched once per upstream session, are each client's own; the
+/// upstream sessions close with the clients' sessions.
+#[tokio::test]
+async fn per_client_sessions_keep_each_clients_roots_apart() {
+    let server = start(&format!(
+        "{}session_mode = \"per_client\"\n",
+        everything_stdio(30)
+    ));
+    let out = forwarding(&server, &["per-client"]);
+    assert!(out.contains("per client ok"), "{out}");
+    // The Python SDK deletes its sessions on leaving; their upstream sessions end.
+    wait_client_upstreams(&server, "everything", 0.0).await;
+}
+
+/// Issue 14, bad input: `max_upstream_sessions` bounds the per-client
+/// upstream sessions; a client past it gets a tool error naming the setting
+/// until a slot frees.
+#[tokio::test]
+async fn per_client_sessions_are_bounded() {
+    let server = start(&format!(
+        "{}session_mode = \"per_client\"\nmax_upstream_sessions = 1\n",
+        everything_stdio(30)
+    ));
+    let out = forwarding(&server, &["per-client-limit"]);
+    assert!(out.contains("per client limit ok"), "{out}");
+    wait_client_upstreams(&server, "everything", 0.0).await;
+}
+
 /// Issue 14, bad input: a client answering a relayed request with garbage
 /// gets a JSON-RPC error sent upstream (the call's result names the method);
 /// a client that goes away while asked fails the upstream's request when rmcp

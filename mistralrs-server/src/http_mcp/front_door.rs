@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use mistralrs_mcp::SessionClosed;
+use mistralrs_mcp::SessionLife;
 use rmcp::model::{ErrorCode, ProtocolVersion};
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -185,9 +185,10 @@ impl FrontDoor {
             .sessions
             .enter(id, owner)
             .ok_or(Rejection::UnknownSession)?;
-        request
-            .extensions_mut()
-            .insert(SessionClosed(session_use.closed.clone()));
+        request.extensions_mut().insert(SessionLife {
+            id: Arc::from(id),
+            closed: session_use.closed.clone(),
+        });
         let response = next.run(request).await;
         if response.status() == StatusCode::NOT_FOUND {
             self.sessions.forget(id);

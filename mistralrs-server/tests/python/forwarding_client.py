@@ -17,6 +17,8 @@ Scenarios (each exits non-zero with a message on the first mismatch):
                            upstream: each answered by its own client
   relay-faults             a relayed request answered with garbage, and one whose client
                            goes away
+  per-client               session_mode = "per_client": two clients' roots kept apart upstream
+  per-client-limit         max_upstream_sessions = 1 refuses a second client until the first leaves
   call <tool> <json>       one call; prints {"is_error": ..., "text": ..., "structured": ...}
 """
 import contextlib
@@ -510,6 +512,46 @@ async def relay_faults(url, http):
     print("relay faults ok")
 
 
+def roots_of(uri):
+    async def roots(context):
+        return types.ListRootsResult(roots=[types.Root(uri=uri)])
+    return roots
+
+
+async def per_client(url, http, base):
+    """session_mode = "per_client": each client session has an upstream session
+    of its own, so an upstream that keeps what a client told it (server-everything
+    keeps the roots it fetched) keeps it per client."""
+    async with contextlib.AsyncExitStack() as stack:
+        a = await open_session(url, http, stack, list_roots_callback=roots_of("file:///srv/a"))
+        b = await open_session(url, http, stack, list_roots_callback=roots_of("file:///srv/b"))
+        for _ in range(2):
+            seen_a = text_of(await a.call_tool("everything__get-roots-list", {}))
+            seen_b = text_of(await b.call_tool("everything__get-roots-list", {}))
+            assert "file:///srv/a" in seen_a and "file:///srv/b" not in seen_a, seen_a
+            assert "file:///srv/b" in seen_b and "file:///srv/a" not in seen_b, seen_b
+        metrics = (await http.get(f"{base}/metrics")).text
+        assert 'mistralrs_mcp_upstream_sessions{server="everything"} 2' in metrics, metrics
+    print("per client ok")
+
+
+async def per_client_limit(url, http):
+    """max_upstream_sessions = 1: a second client's call is a tool error naming
+    the limit until the first client's session ends."""
+    echo = {"message": "hi"}
+    async with contextlib.AsyncExitStack() as second:
+        b = await open_session(url, http, second)
+        async with contextlib.AsyncExitStack() as first:
+            a = await open_session(url, http, first)
+            assert not (await a.call_tool("everything__echo", echo)).is_error
+            refused = await b.call_tool("everything__echo", echo)
+            assert refused.is_error and "max_upstream_sessions" in text_of(refused), refused
+        with anyio.fail_after(10):
+            while (await b.call_tool("everything__echo", echo)).is_error:
+                await anyio.sleep(0.1)
+    print("per client limit ok")
+
+
 async def subscribe(session, url, http, updates):
     """Resource updates reach exactly the sessions subscribed to the URI; the
     upstream's subscription lasts while any session holds one."""
@@ -605,6 +647,10 @@ async def main(scenario, url, base, *args):
                 await logs(session, url, http, received)
             elif scenario == "relay":
                 await relay(url, http)
+            elif scenario == "per-client":
+                await per_client(url, http, base)
+            elif scenario == "per-client-limit":
+                await per_client_limit(url, http)
             elif scenario == "relay-faults":
                 await relay_faults(url, http)
             elif scenario == "relay-concurrent":

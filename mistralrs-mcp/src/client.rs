@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mistralrs_core::metrics::{ServerLabel, metrics};
-use mistralrs_core::sync::RwLock;
+use mistralrs_core::sync::{Mutex, RwLock};
 #[allow(deprecated)] // logging: deprecated by SEP-2577, still used by clients
 use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
@@ -24,7 +24,7 @@ use rmcp::model::{
 };
 #[allow(deprecated)] // sampling: deprecated by SEP-2577, still asked by upstreams
 use rmcp::model::{CreateMessageRequestParams, CreateMessageResult, ListRootsResult};
-use rmcp::model::{ElicitRequestParams, ElicitResult};
+use rmcp::model::{CustomNotification, ElicitRequestParams, ElicitResult};
 use rmcp::service::{
     ClientInitializeError, NotificationContext, Peer, RequestContext, RunningService,
 };
@@ -227,6 +227,16 @@ impl ClientHandler for UpstreamClient {
         self.refetch.notify_one();
     }
 
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if UpstreamRequests::is_elicitation_complete(&notification) {
+            self.requests.elicitation_complete(notification).await;
+        }
+    }
+
     #[allow(deprecated)] // sampling: deprecated by SEP-2577, still asked by upstreams
     async fn create_message(
         &self,
@@ -314,6 +324,7 @@ impl Upstream {
             roots: spec.roots,
             sampler,
             timeout,
+            url_elicitations: Arc::new(Mutex::new("mcp_url_elicitations", HashMap::new())),
         });
         Arc::new(Self {
             name: spec.name.clone(),

@@ -7,6 +7,7 @@
 // Sampling and roots are deprecated by SEP-2577 (2026-07-28); upstreams still ask.
 #![allow(deprecated)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,10 @@ use rmcp::service::{
     InboundStreamOrigin, OriginatingRequestId, PeerRequestOptions, RequestContext, ServiceError,
 };
 
+use mistralrs_core::sync::Mutex;
+use rmcp::model::{CustomNotification, ServerNotification};
+use rmcp::{Peer, RoleServer};
+
 use crate::callers::{Caller, Callers};
 use crate::config::{RelayPolicy, SamplingPolicy};
 use crate::sampling::LocalSampler;
@@ -40,7 +45,17 @@ pub(crate) struct UpstreamRequests {
     pub(crate) sampler: Option<Arc<dyn LocalSampler>>,
     /// How long a client has to answer (the upstream's call timeout).
     pub(crate) timeout: Duration,
+    /// The clients that accepted a URL-mode elicitation, by its id, until
+    /// the upstream says it is complete.
+    pub(crate) url_elicitations: Arc<Mutex<HashMap<String, Peer<RoleServer>>>>,
 }
+
+/// URL-mode elicitations awaiting their completion notice, at most; past it
+/// new ones are not remembered (their completion is not relayed).
+const MAX_OPEN_URL_ELICITATIONS: usize = 1024;
+
+/// The method of the completion notice of a URL-mode elicitation.
+const ELICITATION_COMPLETE: &str = "notifications/elicitation/complete";
 
 impl UpstreamRequests {
     /// The capabilities declared to the upstream: only what can be answered.
@@ -130,20 +145,60 @@ impl UpstreamRequests {
                 .await
                 .filter(|caller| can_elicit(caller.capabilities().as_ref(), url)),
         };
+        let url_id = match &params {
+            ElicitRequestParams::UrlElicitationParams { elicitation_id, .. } => {
+                Some(elicitation_id.clone()).filter(|id| !id.is_empty())
+            }
+            _ => None,
+        };
         match client {
             Some(caller) => {
                 let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
-                self.relay(&caller, context, request, METHOD, |answer| match answer {
-                    ClientResult::ElicitResult(result) => Some(result),
-                    _ => None,
-                })
-                .await
+                let answer = self
+                    .relay(&caller, context, request, METHOD, |answer| match answer {
+                        ClientResult::ElicitResult(result) => Some(result),
+                        _ => None,
+                    })
+                    .await;
+                let accepted = answer
+                    .as_ref()
+                    .is_ok_and(|a| a.action == ElicitationAction::Accept);
+                if let (Some(id), true) = (url_id, accepted) {
+                    let mut open = self.url_elicitations.lock();
+                    if open.len() < MAX_OPEN_URL_ELICITATIONS {
+                        open.insert(id, caller.peer.clone());
+                    }
+                }
+                answer
             }
             None => {
                 self.count(METHOD, "gateway");
                 Ok(ElicitResult::new(ElicitationAction::Decline))
             }
         }
+    }
+
+    /// An upstream's `notifications/elicitation/complete`: to the client that
+    /// accepted that URL-mode elicitation, once.
+    pub(crate) async fn elicitation_complete(&self, notification: CustomNotification) {
+        let id = notification
+            .params
+            .as_ref()
+            .and_then(|p| p.get("elicitationId"))
+            .and_then(|id| id.as_str());
+        let Some(peer) = id.and_then(|id| self.url_elicitations.lock().remove(id)) else {
+            return;
+        };
+        let notice = CustomNotification::new(ELICITATION_COMPLETE, notification.params);
+        // A client that went away just misses it.
+        let _ = peer
+            .send_notification(ServerNotification::CustomNotification(notice))
+            .await;
+    }
+
+    /// Whether `notification` is a URL-mode elicitation's completion notice.
+    pub(crate) fn is_elicitation_complete(notification: &CustomNotification) -> bool {
+        notification.method == ELICITATION_COMPLETE
     }
 
     /// `roots/list`: the calling client's roots if it has any, else none.

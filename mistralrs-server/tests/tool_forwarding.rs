@@ -924,6 +924,7 @@ async fn upstream_requests_reach_the_client_whose_call_it_is() {
         ("everything", "sampling/createMessage", "error", 1.0),
         ("logs", "sampling/createMessage", "error", 1.0),
         ("everything", "elicitation/create", "client", 2.0),
+        ("logs", "elicitation/create", "client", 1.0),
         ("everything", "elicitation/create", "gateway", 1.0),
         ("logs", "roots/list", "client", 1.0),
         ("logs", "roots/list", "gateway", 1.0),

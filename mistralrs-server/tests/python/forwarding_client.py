@@ -392,9 +392,16 @@ async def relay(url, http):
             withdrawn.append(params)
             raise
 
+    completed = []
+
+    async def on_message(message):
+        if isinstance(message, types.ElicitCompleteNotification):
+            completed.append(message.params.elicitation_id)
+
     async with contextlib.AsyncExitStack() as stack:
         able = await open_session(url, http, stack, sampling_callback=sampled_by("sampled by the client"),
-                                  elicitation_callback=elicited, list_roots_callback=roots)
+                                  elicitation_callback=elicited, list_roots_callback=roots,
+                                  message_handler=on_message)
         plain = await open_session(url, http, stack)
         refusing = await open_session(url, http, stack, sampling_callback=refuses)
 
@@ -415,6 +422,12 @@ async def relay(url, http):
         result = await able.call_tool("everything__trigger-url-elicitation",
                                       {"url": "https://example.com/consent"})
         assert not result.is_error and urls == ["https://example.com/consent"], (result, urls)
+        # A URL elicitation's completion notice reaches the client that accepted it.
+        result = await able.call_tool("logs__url_consent", {})
+        assert text_of(result) == "accept", result
+        with anyio.fail_after(5):
+            while completed != ["consent-1"]:
+                await anyio.sleep(0.05)
 
         result = await able.call_tool("logs__roots", {})
         assert json.loads(text_of(result)) == ["file:///srv/gateway-root"], result

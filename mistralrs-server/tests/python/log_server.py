@@ -7,7 +7,9 @@ Its tool `log_all` sends one `notifications/message` at each MCP level, debug
 to emergency, from logger `probe`, `rounds` times over, then answers;
 `progress_burst` reports progress 1..`steps` without pausing, then answers;
 `roots` asks `roots/list` during the call and answers with the URIs as JSON;
-`impatient_sampling` asks for sampling and withdraws the request after 0.5 s.
+`impatient_sampling` asks for sampling and withdraws the request after 0.5 s;
+`url_consent` asks the client to open a URL (URL-mode elicitation `consent-1`)
+and, once accepted, says the elicitation is complete.
 """
 import json
 
@@ -51,6 +53,15 @@ async def impatient_sampling(ctx: Context) -> str:
         await ctx.session.create_message(messages=[message], max_tokens=4)
         return "answered"
     return "withdrawn"
+
+
+@server.tool()
+async def url_consent(ctx: Context) -> str:
+    """URL-mode elicitation `consent-1`, then its completion notice when accepted."""
+    result = await ctx.elicit_url("Please consent.", "https://example.com/consent", "consent-1")
+    if result.action == "accept":
+        await ctx.session.send_elicit_complete("consent-1")
+    return result.action
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 //! The server on a real model: SmolLM2-135M-Instruct as a Q4_1 GGUF
 //! (`scripts/get-model smollm2`, run by `scripts/test-all`), served by name.
+//!
+//! Runs in the default build only: the plain build (`--no-default-features`)
+//! differs in its locks, not in model code, and these minutes of numerics
+//! would repeat what the default build already checked.
+#![cfg(feature = "prometheus-locks")]
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod common;

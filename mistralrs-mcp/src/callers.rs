@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
 use mistralrs_core::sync::Mutex;
@@ -39,6 +40,9 @@ pub(crate) struct Caller {
     pub(crate) cancel: CancellationToken,
     /// Cancelled when the client's session ends.
     pub(crate) session_closed: CancellationToken,
+    /// The rank of the client's `logging/setLevel` (`u8::MAX` until it asks),
+    /// for what its own upstream sessions log.
+    pub(crate) log_level: Arc<AtomicU8>,
 }
 
 impl Caller {

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
 
 use mistralrs_core::metrics::{NamespaceLabel, ToolCallLabels, ToolErrorLabels, metrics};
@@ -16,7 +17,7 @@ use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
     ClientRequest, CompleteRequestParams, CompleteResult, ContentBlock, GetPromptRequestParams,
     GetPromptResponse, ProgressNotificationParam, Prompt, ReadResourceRequestParams,
-    ReadResourceResponse, Reference, Resource, ResourceTemplate, ServerResult, Tool,
+    ReadResourceResponse, Reference, Resource, ResourceTemplate, ResultType, ServerResult, Tool,
 };
 use rmcp::service::{PeerRequestOptions, RequestContext, ServiceError};
 use rmcp::{ErrorData as McpError, Peer, RoleServer};
@@ -31,7 +32,7 @@ use crate::client::{
     Catalog, Connection, SessionRoutes, Status, Upstream, UpstreamEvent, UpstreamNotice,
 };
 use crate::config::{McpClientConfig, NamespaceStrategy, SessionMode, ToolForwardingConfig};
-use crate::log_relay::LogRelay;
+use crate::log_relay::{self, LogRelay};
 use crate::name_table::{NameTable, Offer};
 use crate::names::Namespacing;
 use crate::per_client::ClientUpstream;
@@ -200,13 +201,10 @@ pub struct CallOrigin {
 }
 
 impl CallOrigin {
-    /// An MCP client's call: its progress token, its session and its cancellation.
-    pub fn client(context: &RequestContext<RoleServer>) -> Self {
-        let session = context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<SessionLife>())
-            .cloned();
+    /// An MCP client's call: its progress token, its session, its cancellation,
+    /// and the log level its session asked for (a rank shared with its handler).
+    pub fn client(context: &RequestContext<RoleServer>, log_level: &Arc<AtomicU8>) -> Self {
+        let session = SessionLife::of(context);
         Self {
             progress: context
                 .meta
@@ -223,6 +221,7 @@ impl CallOrigin {
                     .as_ref()
                     .map(|s| s.closed.clone())
                     .unwrap_or_default(),
+                log_level: Arc::clone(log_level),
             }),
             session,
             cancel: context.ct.clone(),
@@ -528,31 +527,34 @@ impl Forwarder {
 
     /// Relays upstream log messages to this session at `level` (its handler's
     /// level rank, shared), and asks every upstream for the most verbose level
-    /// a session wants.
+    /// a session wants, and the session's own upstream sessions for its level.
     pub async fn follow_logs(
         &self,
         peer: Peer<RoleServer>,
-        level: Arc<std::sync::atomic::AtomicU8>,
+        level: Arc<AtomicU8>,
         caller: Arc<CallerScope>,
+        session: Option<&SessionLife>,
     ) {
+        let own_level = log_relay::level_of(level.load(std::sync::atomic::Ordering::Relaxed));
         if let Some(wanted) = self.logs.follow(peer, level, caller) {
             self.ask_upstreams_for_logs(wanted).await;
+        }
+        let (Some(session), Some(level)) = (session, own_level) else {
+            return;
+        };
+        for (server, upstream) in &self.upstreams {
+            if let Some(own) = upstream.opened_session_of(&session.id) {
+                log_relay::ask_for_logs(server, &own.peer, level, upstream.timeout).await;
+            }
         }
     }
 
     /// `logging/setLevel` to every connected upstream that offers logging.
     #[allow(deprecated)] // logging: deprecated by SEP-2577, still used by clients
     async fn ask_upstreams_for_logs(&self, level: rmcp::model::LoggingLevel) {
-        for (server, connection) in self.connected() {
-            let logs = connection
-                .peer
-                .peer_info()
-                .is_some_and(|info| info.capabilities.logging.is_some());
-            if logs {
-                let request = rmcp::model::SetLevelRequestParams::new(level);
-                if let Err(e) = self.ask(server, connection.peer.set_level(request)).await {
-                    tracing::debug!(server, "logging/setLevel upstream: {}", e.message);
-                }
+        for (server, upstream) in &self.upstreams {
+            if let Status::Up(connection) = upstream.status() {
+                log_relay::ask_for_logs(server, &connection.peer, level, upstream.timeout).await;
             }
         }
     }
@@ -945,7 +947,13 @@ impl Forwarder {
             .get(&NamespaceLabel { namespace: server })
             .observe(started.elapsed().as_secs_f64());
         match response {
-            Ok(ServerResult::CallToolResult(result)) => Ok(result),
+            Ok(ServerResult::CallToolResult(mut result)) => {
+                // An upstream on an older protocol sends no `resultType`, which
+                // 2026-07-28 clients require; rmcp drops it again for older ones.
+                // The same holds for prompts, resources and completions below.
+                result.result_type = Some(ResultType::COMPLETE);
+                Ok(result)
+            }
             Ok(other) => {
                 count_error(server, Failure::UpstreamError);
                 Ok(tool_error(format!(
@@ -1024,8 +1032,13 @@ impl Forwarder {
         let (server, prompt, connection) = self.route(caller, &name)?;
         request.name = prompt;
         request.meta = None;
-        self.ask(&server, connection.peer.get_prompt_once(request))
-            .await
+        let mut response = self
+            .ask(&server, connection.peer.get_prompt_once(request))
+            .await?;
+        if let GetPromptResponse::Complete(result) = &mut response {
+            result.result_type = Some(ResultType::COMPLETE);
+        }
+        Ok(response)
     }
 
     /// Forwarded resources `caller` may see, with their own URIs and names
@@ -1067,8 +1080,13 @@ impl Forwarder {
     ) -> std::result::Result<ReadResourceResponse, McpError> {
         let (server, connection) = self.resource_owner(caller, &request.uri)?;
         request.meta = None;
-        self.ask(&server, connection.peer.read_resource_once(request))
-            .await
+        let mut response = self
+            .ask(&server, connection.peer.read_resource_once(request))
+            .await?;
+        if let ReadResourceResponse::Complete(result) = &mut response {
+            result.result_type = Some(ResultType::COMPLETE);
+        }
+        Ok(response)
     }
 
     /// The connected upstream `caller` may use that listed `uri`, or whose
@@ -1138,7 +1156,9 @@ impl Forwarder {
             return Ok(CompleteResult::default());
         }
         request.meta = None;
-        self.ask(&server, connection.peer.complete(request)).await
+        let mut result = self.ask(&server, connection.peer.complete(request)).await?;
+        result.result_type = Some(ResultType::COMPLETE);
+        Ok(result)
     }
 
     /// Awaits a request to upstream `server` within its timeout.

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::Result;
 use crate::config::{McpClientConfig, ToolForwardingConfig};
-use crate::scope::CallerScope;
+use crate::scope::{CallerScope, SessionLife};
 
 /// How one upstream stands; never produced in this build.
 #[derive(Debug, Clone, Serialize)]
@@ -29,7 +29,10 @@ pub struct CallOrigin;
 
 impl CallOrigin {
     /// An MCP client's call.
-    pub fn client(_context: &RequestContext<RoleServer>) -> Self {
+    pub fn client(
+        _context: &RequestContext<RoleServer>,
+        _log_level: &Arc<std::sync::atomic::AtomicU8>,
+    ) -> Self {
         Self
     }
 
@@ -134,6 +137,7 @@ impl Forwarder {
         _peer: Peer<RoleServer>,
         _level: Arc<std::sync::atomic::AtomicU8>,
         _caller: Arc<CallerScope>,
+        _session: Option<&SessionLife>,
     ) {
         match *self {}
     }

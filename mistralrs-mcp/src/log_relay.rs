@@ -3,16 +3,18 @@
 //! with the upstream named in `logger` (`<server>` or `<server>/<logger>`),
 //! and only to sessions whose caller may use that upstream. Upstreams are
 //! asked for the most verbose level any session wants. A session that never
-//! set a level gets none.
+//! set a level gets none. A client's own upstream session (`per_client` mode)
+//! logs to that client alone ([`crate::per_client`]).
 // Logging is deprecated by SEP-2577 (2026-07-28) but clients still use it.
 #![allow(deprecated)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use mistralrs_core::sync::Mutex;
-use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
-use rmcp::{Peer, RoleServer};
+use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, SetLevelRequestParams};
+use rmcp::{Peer, RoleClient, RoleServer};
 
 use crate::scope::CallerScope;
 
@@ -34,6 +36,29 @@ fn rank(level: LoggingLevel) -> u8 {
     level as u8
 }
 
+/// The level of a stored rank; `None` while the session has not asked.
+pub(crate) fn level_of(rank: u8) -> Option<LoggingLevel> {
+    LEVELS.get(usize::from(rank)).copied()
+}
+
+/// Whether a session whose level rank is `wanted` takes a message at `level`.
+pub(crate) fn admits(wanted: &AtomicU8, level: LoggingLevel) -> bool {
+    rank(level) >= wanted.load(Ordering::Relaxed)
+}
+
+/// `message` as relayed from upstream `server`: named in `logger`
+/// (`<server>` or `<server>/<logger>`).
+pub(crate) fn from_upstream(
+    server: &str,
+    mut message: LoggingMessageNotificationParam,
+) -> LoggingMessageNotificationParam {
+    message.logger = Some(match message.logger.take() {
+        Some(logger) => format!("{server}/{logger}"),
+        None => server.to_owned(),
+    });
+    message
+}
+
 /// A session that asked for logs.
 #[derive(Debug)]
 struct Sink {
@@ -41,6 +66,28 @@ struct Sink {
     /// The session's level rank (`u8::MAX`: none asked), shared with its handler.
     level: Arc<AtomicU8>,
     caller: Arc<CallerScope>,
+}
+
+/// `logging/setLevel` to upstream session `peer` of `server`, if it offers
+/// logging; a failure is only logged (the upstream keeps its own level).
+pub(crate) async fn ask_for_logs(
+    server: &str,
+    peer: &Peer<RoleClient>,
+    level: LoggingLevel,
+    timeout: Duration,
+) {
+    let offers_logs = peer
+        .peer_info()
+        .is_some_and(|info| info.capabilities.logging.is_some());
+    if !offers_logs {
+        return;
+    }
+    let asked = tokio::time::timeout(timeout, peer.set_level(SetLevelRequestParams::new(level)));
+    match asked.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(server, "logging/setLevel upstream: {e}"),
+        Err(_) => tracing::debug!(server, "logging/setLevel upstream: no answer in time"),
+    }
 }
 
 /// The sessions log messages go to.
@@ -88,7 +135,7 @@ impl LogRelay {
             .iter()
             .map(|s| s.level.load(Ordering::Relaxed))
             .min()?;
-        LEVELS.get(usize::from(lowest)).copied()
+        level_of(lowest)
     }
 
     /// Sends `message` from upstream `server` to every session at or below its
@@ -96,19 +143,15 @@ impl LogRelay {
     pub(crate) async fn relay(
         &self,
         server: &str,
-        mut message: LoggingMessageNotificationParam,
+        message: LoggingMessageNotificationParam,
         allowed: impl Fn(&CallerScope) -> bool,
     ) {
-        message.logger = Some(match message.logger.take() {
-            Some(logger) => format!("{server}/{logger}"),
-            None => server.to_owned(),
-        });
-        let severity = rank(message.level);
+        let message = from_upstream(server, message);
         let peers: Vec<Peer<RoleServer>> = self
             .sinks
             .lock()
             .iter()
-            .filter(|s| severity >= s.level.load(Ordering::Relaxed) && allowed(&s.caller))
+            .filter(|s| admits(&s.level, message.level) && allowed(&s.caller))
             .map(|s| s.peer.clone())
             .collect();
         for peer in peers {

@@ -5,12 +5,16 @@
 //! `command`, as supergateway's stateful mode does), closed when the client's
 //! session ends, or dropped when the upstream ends it (the next call opens a
 //! new one). Every request that upstream session sends (sampling, elicitation,
-//! roots, also outside a call) is that client's. Listing still comes from the
-//! shared session, and so do log messages and resource updates. Stateless
-//! requests and the served model's calls have no session: they use the shared one.
+//! roots, also outside a call) is that client's, and so is every log message
+//! it sends (relayed to that client at the level it asked for, which the
+//! upstream session is told). Listing still comes from the shared session, and
+//! so do resource subscriptions and their updates. Stateless requests and the
+//! served model's calls have no session: they use the shared one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use std::sync::atomic::Ordering;
 
 use mistralrs_core::metrics::{ServerLabel, metrics};
 use mistralrs_core::sync::Mutex;
@@ -18,7 +22,8 @@ use rmcp::{Peer, RoleClient};
 use tokio::sync::{Notify, OnceCell, mpsc};
 
 use crate::callers::{Caller, Callers};
-use crate::client::{OrderedNotices, Upstream};
+use crate::client::{OrderedNotices, Upstream, UpstreamEvent, UpstreamNotice};
+use crate::log_relay;
 use crate::progress::ProgressRoutes;
 use crate::scope::SessionLife;
 use crate::upstream_requests::UpstreamRequests;
@@ -27,6 +32,10 @@ use crate::{Error, Result};
 /// How many upstream sessions `per_client` mode holds at once unless
 /// `max_upstream_sessions` says otherwise.
 pub(crate) const DEFAULT_MAX_SESSIONS: usize = 64;
+
+/// Log messages of one client's upstream session waiting to be relayed; more
+/// are dropped.
+const LOG_QUEUE: usize = 256;
 
 /// One client's own upstream session.
 #[derive(Debug)]
@@ -107,15 +116,14 @@ impl Upstream {
             cancel: session.closed.clone(),
             ..owner.clone()
         };
-        let callers = Arc::new(Callers::with_owner(Some(owner)));
+        let callers = Arc::new(Callers::with_owner(Some(owner.clone())));
         let requests = Arc::new(UpstreamRequests {
             callers: Arc::clone(&callers),
             ..self.requests.as_ref().clone()
         });
         let progress = Arc::new(ProgressRoutes::new());
-        // The shared session's log messages and resource updates are relayed;
-        // this one's go nowhere.
-        let (notices, _) = mpsc::channel(1);
+        let (notices, logged) = mpsc::channel(LOG_QUEUE);
+        tokio::spawn(relay_own_logs(self.name.clone(), owner.clone(), logged));
         let ordered = OrderedNotices {
             notices,
             progress: Arc::clone(&progress),
@@ -128,6 +136,9 @@ impl Upstream {
                     what: "opening the client's upstream session",
                     after: self.timeout,
                 })??;
+        if let Some(level) = log_relay::level_of(owner.log_level.load(Ordering::Relaxed)) {
+            log_relay::ask_for_logs(&self.name, running.peer(), level, self.timeout).await;
+        }
         let client = Arc::new(ClientUpstream {
             peer: running.peer().clone(),
             progress,
@@ -154,6 +165,12 @@ impl Upstream {
         Ok(client)
     }
 
+    /// The upstream session client session `id` has open, if any.
+    pub(crate) fn opened_session_of(&self, id: &str) -> Option<Arc<ClientUpstream>> {
+        let open = self.client_upstreams.open.lock();
+        open.get(id).and_then(|cell| cell.get().cloned())
+    }
+
     /// Drops `id`'s entry if it is still `cell`.
     fn forget_client_session(&self, id: &str, cell: &Slot) {
         let mut open = self.client_upstreams.open.lock();
@@ -170,5 +187,26 @@ impl Upstream {
                 server: self.name.as_str(),
             })
             .set(count as i64);
+    }
+}
+
+/// Relays what a client's own upstream session logs to that client, at the
+/// level it asked for (nothing until it asks); ends with the session.
+#[allow(deprecated)] // logging: deprecated by SEP-2577, still used by clients
+async fn relay_own_logs(
+    server: String,
+    owner: Caller,
+    mut notices: mpsc::Receiver<UpstreamNotice>,
+) {
+    while let Some((_, event)) = notices.recv().await {
+        // Resource updates: subscriptions go through the shared session.
+        let UpstreamEvent::Log(message) = event else {
+            continue;
+        };
+        if log_relay::admits(&owner.log_level, message.level) {
+            let message = log_relay::from_upstream(&server, message);
+            // A client that went away just misses the message.
+            let _ = owner.peer.notify_logging_message(message).await;
+        }
     }
 }

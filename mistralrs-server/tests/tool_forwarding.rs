@@ -266,6 +266,41 @@ impl Drop for HttpUpstream {
     }
 }
 
+/// The conformance fixture (tests/python/conformance_server.py, the official
+/// Python SDK) over Streamable HTTP on a free port; its /mcp URL.
+fn conformance_fixture() -> (HttpUpstream, String) {
+    let port = free_port();
+    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/conformance_server.py"
+    );
+    let child = Command::new(python)
+        .arg(script)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    (HttpUpstream::listening(child, port), url)
+}
+
+/// Runs every server scenario of the conformance suite, active and pending,
+/// with no expected failures, against `url`; each must pass.
+fn assert_whole_conformance_suite_passes(url: &str, through: &str) {
+    let report = common::run_conformance(url, &["--suite", "all"]);
+    let scenarios = common::conformance_server_scenarios();
+    assert!(scenarios.len() >= 30, "{scenarios:?}");
+    for scenario in &scenarios {
+        assert!(
+            report.contains(&format!("✓ {scenario}:")),
+            "{scenario} did not pass {through}:\n{report}"
+        );
+    }
+    assert!(!report.contains('✗'), "{through}:\n{report}");
+}
+
 fn call(server: &Server, tool: &str, arguments: &str) -> Value {
     let out = forwarding(server, &["call", tool, arguments]);
     serde_json::from_str(out.trim()).unwrap()
@@ -1097,5 +1132,40 @@ async fn older_sessions_get_forwarded_results_they_can_read() {
                 "{version}: the URI is named: {texts}"
             );
         }
+    }
+}
+
+/// Transparency: the conformance fixture passes the whole conformance suite
+/// directly, and the same suite, every scenario with no expected failure,
+/// passes through /mcp/stream with `namespace_strategy = "none"` and the
+/// fixture as the only upstream, in `shared` and in `per_client` session mode
+/// (tool results of every content type, logging, progress, sampling and
+/// elicitation relayed to the caller, JSON Schema 2020-12 kept, resources,
+/// templates, subscriptions, prompts, completions). Stateless 2026-07-28
+/// requests (the Python SDK without `initialize`) get the same answers through
+/// the gateway as from the fixture itself.
+#[test]
+fn the_whole_conformance_suite_passes_through_the_gateway() {
+    let (_fixture, direct) = conformance_fixture();
+    assert_whole_conformance_suite_passes(&direct, "directly against the fixture");
+    let stateless = |url: &str| -> Value {
+        serde_json::from_str(&run_python("stateless_scenarios.py", &[url])).unwrap()
+    };
+    let expected = stateless(&direct);
+    for mode in ["shared", "per_client"] {
+        let server = start(&format!(
+            "[tool_forwarding]\nnamespace_strategy = \"none\"\n\
+             [[mcp_client.servers]]\nname = \"fixture\"\nurl = \"{direct}\"\nsession_mode = \"{mode}\"\n"
+        ));
+        let gateway = server.mcp.clone().unwrap();
+        assert_whole_conformance_suite_passes(&gateway, &format!("through the gateway ({mode})"));
+        let mut answers = stateless(&gateway);
+        // The gateway offers its own `chat` tool beside the forwarded ones.
+        let tools = answers["tools"].as_object_mut().unwrap();
+        assert!(tools.remove("chat").is_some(), "{tools:?}");
+        assert_eq!(
+            answers, expected,
+            "stateless 2026-07-28 through the gateway ({mode})"
+        );
     }
 }

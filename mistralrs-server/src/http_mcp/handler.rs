@@ -15,7 +15,7 @@ use std::sync::{Arc, LazyLock};
 use axum::http::request::Parts;
 use mistralrs_core::request::{Event, Usage};
 use mistralrs_core::{EngineHandle, Router};
-use mistralrs_mcp::{CallOrigin, CallerScope, ClientSession, Forwarder};
+use mistralrs_mcp::{CallOrigin, CallerScope, ClientSession, Forwarder, SessionLife};
 #[allow(deprecated)]
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
@@ -477,8 +477,14 @@ impl ServerHandler for McpHandler {
         self.log_level.store(rank(request.level), Ordering::Relaxed);
         if let Some(forwarder) = &self.forwarder {
             let level = Arc::clone(&self.log_level);
+            let session = SessionLife::of(&context);
             forwarder
-                .follow_logs(context.peer.clone(), level, caller(&context))
+                .follow_logs(
+                    context.peer.clone(),
+                    level,
+                    caller(&context),
+                    session.as_ref(),
+                )
                 .await;
         }
         Ok(())
@@ -505,7 +511,11 @@ impl ServerHandler for McpHandler {
         match &self.forwarder {
             Some(forwarder) if forwarder.owns(&request.name) => {
                 let result = forwarder
-                    .call_tool(&caller(&context), request, CallOrigin::client(&context))
+                    .call_tool(
+                        &caller(&context),
+                        request,
+                        CallOrigin::client(&context, &self.log_level),
+                    )
                     .await?;
                 Ok(super::version_adapt::adapt(result, &negotiated_version(&context)).into())
             }

@@ -279,6 +279,31 @@ pub fn run_node(script: &str, args: &[&str]) -> String {
     )
 }
 
+/// Runs the official conformance suite (`@modelcontextprotocol/conformance`
+/// in tests/node) against the MCP server at `url` with `extra` arguments;
+/// its report, once it passed.
+pub fn run_conformance(url: &str, extra: &[&str]) -> String {
+    let suite = node_package("@modelcontextprotocol/conformance", "dist/index.js");
+    let mut args = vec!["server", "--url", url];
+    args.extend(extra);
+    run_script(&node(), &suite, &args, "run `npm ci` in tests/node")
+}
+
+/// The server scenarios of the conformance suite (`conformance list`).
+pub fn conformance_server_scenarios() -> Vec<String> {
+    let suite = node_package("@modelcontextprotocol/conformance", "dist/index.js");
+    let listed = run_script(&node(), &suite, &["list"], "run `npm ci` in tests/node");
+    listed
+        .lines()
+        .skip_while(|line| !line.starts_with("Server scenarios"))
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.trim().strip_prefix("- "))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// POSTs JSON and returns the response as it comes (for streams).
 pub async fn post_raw(server: &Server, path: &str, body: &Value) -> reqwest::Response {
     reqwest::Client::new()

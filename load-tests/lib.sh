@@ -30,8 +30,8 @@ everything_stdio() {
   printf '[[mcp_client.servers]]\nname = "%s"\ncommand = "%s"\nargs = ["%s"]\n' "$1" "$node" "$everything"
 }
 
-# start_server EXTRA_TOML [SERVERS_TOML]: target/release/mistralrs-server on the
-# demo model forwarding SERVERS_TOML (default: server-everything over stdio as
+# start_server EXTRA_TOML [SERVERS_TOML]: target/release/mistralrs-server (or
+# $MISTRALRS_SERVER_BIN) on the demo model forwarding SERVERS_TOML (default: server-everything over stdio as
 # `everything`); sets api, mcp and server_pid.
 start_server() {
   api=$(free_port); mcp=$(free_port)
@@ -42,7 +42,7 @@ enabled = true
 
 ${2:-$(everything_stdio everything)}
 TOML
-  RUST_LOG=warn target/release/mistralrs-server --port "$api" --http-mcp-port "$mcp" \
+  RUST_LOG=warn "${MISTRALRS_SERVER_BIN:-target/release/mistralrs-server}" --port "$api" --http-mcp-port "$mcp" \
     --config "$work/mistralrs.toml" run -m demo >"$work/mistralrs.log" 2>&1 &
   server_pid=$!
   pids+=("$server_pid")

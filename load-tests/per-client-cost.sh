@@ -8,16 +8,19 @@
 # first, then per_client.
 #
 # Usage: load-tests/per-client-cost.sh [clients]
+# (MISTRALRS_SERVER_BIN=path: that server binary instead of a release build.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clients=${1:-16}
-cargo build --release -q -p mistralrs-server
+[ -n "${MISTRALRS_SERVER_BIN:-}" ] || cargo build --release -q -p mistralrs-server
 source load-tests/lib.sh
 venv=target/test-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r mistralrs-server/tests/python/requirements.txt
 for mode in shared per_client; do
-  start_server "" "$(everything_stdio everything)$( [ "$mode" = per_client ] && printf 'session_mode = "per_client"\nmax_upstream_sessions = %s\n' "$clients")"
+  servers=$(everything_stdio everything)
+  [ "$mode" = per_client ] && servers+=$'\n'"session_mode = \"per_client\""$'\n'"max_upstream_sessions = $clients"
+  start_server "" "$servers"
   sleep 1
   "$venv/bin/python" - "http://127.0.0.1:$mcp/mcp/stream" "$clients" "$mode" "$server_pid" <<'PY'
 import contextlib

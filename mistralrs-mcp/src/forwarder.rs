@@ -19,7 +19,7 @@ use rmcp::model::{
     GetPromptResponse, ProgressNotificationParam, Prompt, ReadResourceRequestParams,
     ReadResourceResponse, Reference, Resource, ResourceTemplate, ResultType, ServerResult, Tool,
 };
-use rmcp::service::{PeerRequestOptions, RequestContext, ServiceError};
+use rmcp::service::{PeerRequestOptions, RequestContext, ServiceError, SubscriptionContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -41,7 +41,7 @@ use crate::progress::{CallProgress, ProgressRoute};
 use crate::sampling::LocalSampler;
 use crate::scope::CallerScope;
 use crate::scope::{ClientSession, SessionLife};
-use crate::subscriptions::Subscriptions;
+use crate::subscriptions::{Subscriptions, Watcher};
 use crate::{Error, Result};
 
 /// Largest forwarded arguments unless `max_argument_bytes` says otherwise.
@@ -84,7 +84,7 @@ pub struct Forwarder {
     policy: Policy,
     cache: Option<ToolCache>,
     max_argument_bytes: usize,
-    subscribers: Mutex<Vec<Peer<RoleServer>>>,
+    subscribers: Mutex<Vec<Watcher>>,
     /// Sessions that asked for upstream log messages.
     logs: LogRelay,
     /// Sessions' resource subscriptions.
@@ -236,6 +236,28 @@ impl CallOrigin {
             caller: None,
             session: None,
             cancel,
+        }
+    }
+}
+
+/// The resource subscriptions one `subscriptions/listen` stream holds, as a
+/// session of its own; withdrawn when it ends, however it ends.
+struct ListenHeld {
+    forwarder: Arc<Forwarder>,
+    stream: Arc<ClientSession>,
+    uris: Vec<String>,
+}
+
+impl Drop for ListenHeld {
+    fn drop(&mut self) {
+        let (forwarder, stream) = (Arc::clone(&self.forwarder), Arc::clone(&self.stream));
+        let uris = std::mem::take(&mut self.uris);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for uri in uris {
+                    forwarder.unsubscribe_resource(&stream, &uri).await;
+                }
+            });
         }
     }
 }
@@ -521,8 +543,8 @@ impl Forwarder {
     /// Tells this session when the forwarded lists change.
     pub fn subscribe(&self, peer: Peer<RoleServer>) {
         let mut subscribers = self.subscribers.lock();
-        subscribers.retain(|p| !p.is_transport_closed());
-        subscribers.push(peer);
+        subscribers.retain(|w| !w.is_closed());
+        subscribers.push(Watcher::Session(peer));
     }
 
     /// Relays upstream log messages to this session at `level` (its handler's
@@ -575,14 +597,12 @@ impl Forwarder {
                         .await;
                 }
                 UpstreamEvent::ResourceUpdated(uri) => {
-                    let peers = self.subscriptions.subscribers(&server, &uri);
-                    if peers.is_empty() {
+                    let watchers = self.subscriptions.subscribers(&server, &uri);
+                    if watchers.is_empty() {
                         self.unsubscribe_upstream(&server, &uri).await;
                     }
-                    for peer in peers {
-                        let update =
-                            rmcp::model::ResourceUpdatedNotificationParam::new(uri.clone());
-                        let _ = peer.notify_resource_updated(update).await;
+                    for watcher in watchers {
+                        watcher.resource_updated(uri.clone()).await;
                     }
                 }
             }
@@ -593,12 +613,56 @@ impl Forwarder {
     /// lists it (or a template it matches) is asked with the URI's first
     /// subscriber. Errors: no such resource for `caller`, an owner without
     /// subscriptions, the owner's refusal.
-    #[allow(deprecated)] // resources/subscribe: the pre-2026-07-28 form, which upstreams speak
     pub async fn subscribe_resource(
         &self,
         caller: &CallerScope,
         session: &Arc<ClientSession>,
         peer: Peer<RoleServer>,
+        uri: String,
+    ) -> std::result::Result<(), McpError> {
+        self.hold_subscription(caller, session, Watcher::Session(peer), uri)
+            .await
+    }
+
+    /// Serves a 2026-07-28 `subscriptions/listen` stream until the client
+    /// ends it: the forwarded lists' changes and the updates of the resources
+    /// it listens to, which are subscribed upstream (shared with sessions'
+    /// subscriptions) while it lasts. Errors: a resource `caller` may not
+    /// read, or whose owner refuses, ends the stream at once.
+    pub async fn listen(
+        self: &Arc<Self>,
+        caller: &CallerScope,
+        subscription: SubscriptionContext,
+    ) -> std::result::Result<(), McpError> {
+        let watcher = Watcher::listening(&subscription);
+        let accepted = subscription.accepted().clone();
+        // rmcp may drop this future when the stream closes rather than let it
+        // finish, so what the stream holds is let go of by a guard.
+        let mut held = ListenHeld {
+            forwarder: Arc::clone(self),
+            stream: Arc::new(ClientSession),
+            uris: Vec::new(),
+        };
+        for uri in accepted.resource_subscriptions.unwrap_or_default() {
+            self.hold_subscription(caller, &held.stream, watcher.clone(), uri.clone())
+                .await?;
+            held.uris.push(uri);
+        }
+        {
+            let mut subscribers = self.subscribers.lock();
+            subscribers.retain(|w| !w.is_closed());
+            subscribers.push(watcher);
+        }
+        subscription.cancelled().await;
+        Ok(())
+    }
+
+    #[allow(deprecated)] // resources/subscribe: the pre-2026-07-28 form, which upstreams speak
+    async fn hold_subscription(
+        &self,
+        caller: &CallerScope,
+        session: &Arc<ClientSession>,
+        watcher: Watcher,
         uri: String,
     ) -> std::result::Result<(), McpError> {
         let (server, connection) = self.resource_owner(caller, &uri)?;
@@ -614,7 +678,7 @@ impl Forwarder {
                 None,
             ));
         }
-        if self.subscriptions.add(&server, &uri, session, peer) {
+        if self.subscriptions.add(&server, &uri, session, watcher) {
             let request = rmcp::model::SubscribeRequestParams::new(uri.clone());
             if let Err(e) = self.ask(&server, connection.peer.subscribe(request)).await {
                 self.subscriptions.remove(&uri, session);
@@ -659,15 +723,13 @@ impl Forwarder {
                     let _ = self.ask(server, connection.peer.subscribe(request)).await;
                 }
             }
-            let peers: Vec<Peer<RoleServer>> = {
+            let watchers: Vec<Watcher> = {
                 let mut subscribers = self.subscribers.lock();
-                subscribers.retain(|p| !p.is_transport_closed());
+                subscribers.retain(|w| !w.is_closed());
                 subscribers.clone()
             };
-            for peer in peers {
-                let _ = peer.notify_tool_list_changed().await;
-                let _ = peer.notify_prompt_list_changed().await;
-                let _ = peer.notify_resource_list_changed().await;
+            for watcher in watchers {
+                watcher.lists_changed().await;
             }
         }
     }

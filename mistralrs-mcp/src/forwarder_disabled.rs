@@ -143,6 +143,15 @@ impl Forwarder {
     }
 
     /// Never called.
+    pub async fn listen(
+        self: &Arc<Self>,
+        _caller: &CallerScope,
+        _subscription: rmcp::service::SubscriptionContext,
+    ) -> std::result::Result<(), McpError> {
+        match **self {}
+    }
+
+    /// Never called.
     pub async fn subscribe_resource(
         &self,
         _caller: &CallerScope,

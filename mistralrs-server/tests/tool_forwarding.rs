@@ -1169,3 +1169,36 @@ fn the_whole_conformance_suite_passes_through_the_gateway() {
         );
     }
 }
+
+/// 2026-07-28 `subscriptions/listen` through the gateway (Python SDK, no
+/// session): a stream listening to a forwarded resource gets its update and a
+/// stream listening to another resource does not; each listened URI is
+/// subscribed upstream while a stream holds it and withdrawn once the streams'
+/// clients are gone.
+#[test]
+fn listen_streams_get_the_updates_of_their_resources_through_the_gateway() {
+    let (_fixture, direct) = conformance_fixture();
+    let server = start(&format!(
+        "[tool_forwarding]\nnamespace_strategy = \"none\"\n\
+         [[mcp_client.servers]]\nname = \"fixture\"\nurl = \"{direct}\"\n"
+    ));
+    let out = run_python("listen_client.py", &[server.mcp.as_deref().unwrap()]);
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        report["honored"],
+        serde_json::json!(["test://watched-resource"]),
+        "{report}"
+    );
+    assert_eq!(
+        report["held while listening"],
+        serde_json::json!(["test://static-text", "test://watched-resource"]),
+        "{report}"
+    );
+    assert_eq!(report["touched"], "told 1 session(s)", "{report}");
+    assert_eq!(
+        report["watching received"], "ResourceUpdated(uri='test://watched-resource')",
+        "{report}"
+    );
+    assert_eq!(report["other received"], Value::Null, "{report}");
+    assert_eq!(report["held after"], serde_json::json!([]), "{report}");
+}

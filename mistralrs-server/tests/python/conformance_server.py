@@ -5,7 +5,10 @@ logging, error, progress, sampling, elicitation with SEP-1034 defaults and
 SEP-1330 enums, SSE reconnection), `json_schema_2020_12_tool` listed with its
 raw 2020-12 schema, the `test://` resources (static text, binary, a
 template, a watched resource that can be subscribed to), the four `test_*`
-prompts, completions and logging.
+prompts, completions and logging. Two more tools let a test watch
+subscriptions through the gateway: `touch_watched_resource` tells every
+session subscribed to `test://watched-resource` that it changed, and
+`subscribed_uris` lists the URIs the calling session is subscribed to.
 
 The test suite runs the conformance suite against it directly (so the fixture
 itself is proven) and then through the gateway's /mcp/stream, where every
@@ -60,6 +63,8 @@ TOOLS = [
         {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]},
     ),
     tool("test_elicitation_sep1034_defaults", "Asks for a form whose fields all have defaults."),
+    tool("touch_watched_resource", "Tells the subscribers of test://watched-resource that it changed."),
+    tool("subscribed_uris", "The resource URIs this session is subscribed to, as a JSON list."),
     tool("test_elicitation_sep1330_enums", "Asks for a form with each kind of enum."),
     tool(
         "json_schema_2020_12_tool",
@@ -268,6 +273,15 @@ async def call_tool(ctx, params: types.CallToolRequestParams):
         return types.CallToolResult(
             content=[text(f"Elicitation: action={answer.action}, content={json.dumps(answer.content or {})}")]
         )
+    if name == "touch_watched_resource":
+        watched = "test://watched-resource"
+        told = [SESSIONS[key] for key, uris in SUBSCRIBED.items() if watched in uris]
+        for subscriber in told:
+            await subscriber.send_resource_updated(watched)
+        return types.CallToolResult(content=[text(f"told {len(told)} session(s)")])
+    if name == "subscribed_uris":
+        held = sorted(SUBSCRIBED[session_id(ctx)])
+        return types.CallToolResult(content=[text(json.dumps(held))])
     if name == "json_schema_2020_12_tool":
         return types.CallToolResult(content=[text(f"Called with {json.dumps(args, sort_keys=True)}")])
     return types.CallToolResult(content=[text(f"unknown tool {name}")], is_error=True)
@@ -298,16 +312,24 @@ async def read_resource(ctx, params: types.ReadResourceRequestParams):
     return types.ReadResourceResult(contents=contents)
 
 
-SUBSCRIBED: dict[int, set[str]] = defaultdict(set)
+# Subscribed URIs by MCP session id, and a handle to send each session
+# notifications.
+SUBSCRIBED: dict[str, set[str]] = defaultdict(set)
+SESSIONS: dict = {}
+
+
+def session_id(ctx) -> str:
+    return ctx.request.headers.get("mcp-session-id", "") if ctx.request else ""
 
 
 async def subscribe(ctx, params: types.SubscribeRequestParams):
-    SUBSCRIBED[id(ctx.session)].add(str(params.uri))
+    SUBSCRIBED[session_id(ctx)].add(str(params.uri))
+    SESSIONS[session_id(ctx)] = ctx.session
     return types.EmptyResult()
 
 
 async def unsubscribe(ctx, params: types.UnsubscribeRequestParams):
-    SUBSCRIBED[id(ctx.session)].discard(str(params.uri))
+    SUBSCRIBED[session_id(ctx)].discard(str(params.uri))
     return types.EmptyResult()
 
 

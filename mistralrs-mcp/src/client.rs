@@ -37,11 +37,11 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::call_notices::CallNoticeRoutes;
 use crate::callers::Callers;
 use crate::config::{McpServerConfig, SessionMode};
 use crate::in_order::InOrder;
 use crate::per_client::{ClientUpstreams, DEFAULT_MAX_SESSIONS};
-use crate::progress::ProgressRoutes;
 use crate::sampling::LocalSampler;
 use crate::upstream_requests::UpstreamRequests;
 use crate::{Error, Result};
@@ -187,7 +187,7 @@ pub(crate) type UpstreamNotice = (String, UpstreamEvent);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SessionRoutes<'a> {
     pub(crate) peer: &'a Peer<RoleClient>,
-    pub(crate) progress: &'a Arc<ProgressRoutes>,
+    pub(crate) call_notices: &'a Arc<CallNoticeRoutes>,
     pub(crate) callers: &'a Arc<Callers>,
     /// The upstream's shared session (a failure there marks the upstream down).
     pub(crate) shared: bool,
@@ -199,7 +199,7 @@ pub(crate) struct OrderedNotices {
     /// Log messages and resource updates, to the forwarder.
     pub(crate) notices: mpsc::Sender<UpstreamNotice>,
     /// The queues of the session's calls in flight.
-    pub(crate) progress: Arc<ProgressRoutes>,
+    pub(crate) call_notices: Arc<CallNoticeRoutes>,
 }
 
 impl OrderedNotices {
@@ -209,7 +209,7 @@ impl OrderedNotices {
             inner: transport,
             server: server.to_owned(),
             notices: self.notices.clone(),
-            progress: Arc::clone(&self.progress),
+            call_notices: Arc::clone(&self.call_notices),
         }
     }
 }
@@ -284,7 +284,7 @@ pub(crate) struct Upstream {
     /// Connect timeout and per-call timeout.
     pub(crate) timeout: Duration,
     status: RwLock<Status>,
-    pub(crate) progress: Arc<ProgressRoutes>,
+    pub(crate) call_notices: Arc<CallNoticeRoutes>,
     /// The clients of the calls in flight, for the upstream's requests.
     pub(crate) callers: Arc<Callers>,
     refetch: Arc<Notify>,
@@ -333,7 +333,7 @@ impl Upstream {
             secret_env,
             http,
             status: RwLock::new("mcp_upstream_status", Status::Connecting),
-            progress: Arc::new(ProgressRoutes::new()),
+            call_notices: Arc::new(CallNoticeRoutes::new()),
             callers,
             refetch: Arc::new(Notify::new()),
             changes,
@@ -469,7 +469,7 @@ impl Upstream {
     async fn connect(&self) -> Result<(Running, Connection)> {
         let ordered = OrderedNotices {
             notices: self.notices.clone(),
-            progress: Arc::clone(&self.progress),
+            call_notices: Arc::clone(&self.call_notices),
         };
         let refetch = Arc::clone(&self.refetch);
         let (running, pid) = self

@@ -16,8 +16,8 @@ use mistralrs_core::sync::Mutex;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
     ClientRequest, CompleteRequestParams, CompleteResult, ContentBlock, GetPromptRequestParams,
-    GetPromptResponse, ProgressNotificationParam, Prompt, ReadResourceRequestParams,
-    ReadResourceResponse, Reference, Resource, ResourceTemplate, ResultType, ServerResult, Tool,
+    GetPromptResponse, Prompt, ReadResourceRequestParams, ReadResourceResponse, Reference,
+    Resource, ResourceTemplate, ResultType, ServerResult, Tool,
 };
 use rmcp::service::{PeerRequestOptions, RequestContext, ServiceError, SubscriptionContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer};
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::ToolCache;
+use crate::call_notices::NoticeRoute;
 use crate::callers::Caller;
 use crate::client::{
     Catalog, Connection, SessionRoutes, Status, Upstream, UpstreamEvent, UpstreamNotice,
@@ -37,7 +38,6 @@ use crate::name_table::{NameTable, Offer};
 use crate::names::Namespacing;
 use crate::per_client::ClientUpstream;
 use crate::policy::Policy;
-use crate::progress::{CallProgress, ProgressRoute};
 use crate::sampling::LocalSampler;
 use crate::scope::CallerScope;
 use crate::scope::{ClientSession, SessionLife};
@@ -138,14 +138,6 @@ async fn own_session(
     upstream.session_for(session, caller).await.map(Some)
 }
 
-/// The call's next progress step from upstream; never, when its client asked for none.
-async fn next_progress(progress: &mut Option<CallProgress>) -> Option<ProgressNotificationParam> {
-    match progress {
-        Some(progress) => progress.next().await,
-        None => std::future::pending().await,
-    }
-}
-
 fn count_error(namespace: &str, failure: Failure) {
     metrics()
         .tool_errors
@@ -188,11 +180,12 @@ fn result_text(result: &CallToolResult) -> String {
     }
 }
 
-/// Who a forwarded call answers to: where its progress notifications go, who
-/// answers the upstream's requests during it, and what cancels it.
+/// Who a forwarded call answers to: where its progress and log messages go,
+/// who answers the upstream's requests during it, and what cancels it.
 #[derive(Debug)]
 pub struct CallOrigin {
-    progress: Option<ProgressRoute>,
+    /// `None` for the served model.
+    notices: Option<NoticeRoute>,
     /// The client session; `None` for the served model.
     caller: Option<Caller>,
     /// The caller's MCP session; `None` for the model and stateless requests.
@@ -206,13 +199,13 @@ impl CallOrigin {
     pub fn client(context: &RequestContext<RoleServer>, log_level: &Arc<AtomicU8>) -> Self {
         let session = SessionLife::of(context);
         Self {
-            progress: context
-                .meta
-                .get_progress_token()
-                .map(|token| ProgressRoute {
-                    peer: context.peer.clone(),
-                    token,
-                }),
+            notices: Some(NoticeRoute {
+                peer: context.peer.clone(),
+                progress_token: context.meta.get_progress_token(),
+                // A 2026-07-28 request's opt-in to the log messages of its call.
+                #[allow(deprecated)] // logging: deprecated by SEP-2577, still used
+                log_level: context.meta.log_level(),
+            }),
             caller: Some(Caller {
                 peer: context.peer.clone(),
                 request: Some(context.id.clone()),
@@ -232,7 +225,7 @@ impl CallOrigin {
     /// `cancel` ends it when the request that runs the model goes away.
     pub fn model(cancel: CancellationToken) -> Self {
         Self {
-            progress: None,
+            notices: None,
             caller: None,
             session: None,
             cancel,
@@ -868,13 +861,13 @@ impl Forwarder {
         let routes = match &own {
             Some(own) => SessionRoutes {
                 peer: &own.peer,
-                progress: &own.progress,
+                call_notices: &own.call_notices,
                 callers: &own.callers,
                 shared: false,
             },
             None => SessionRoutes {
                 peer: &connection.peer,
-                progress: &upstream.progress,
+                call_notices: &upstream.call_notices,
                 callers: &upstream.callers,
                 shared: true,
             },
@@ -975,22 +968,16 @@ impl Forwarder {
             }
         };
         let _caller = routes.callers.register(handle.id.clone(), origin.caller);
-        let mut progress = origin.progress.map(|route| {
-            routes
-                .progress
-                .register(handle.progress_token.clone(), route)
-        });
+        let mut notices = routes
+            .call_notices
+            .register(handle.progress_token.clone(), origin.notices);
         let (id, peer) = (handle.id.clone(), handle.peer.clone());
         let response = handle.await_response();
         tokio::pin!(response);
         let response = loop {
             tokio::select! {
                 response = &mut response => break response,
-                Some(step) = next_progress(&mut progress) => {
-                    if let Some(progress) = &progress {
-                        progress.relay(step).await;
-                    }
-                }
+                Some(notice) = notices.next() => notices.relay(server, notice).await,
                 () = origin.cancel.cancelled() => {
                     count_error(server, Failure::Cancelled);
                     let reason = Some("the client cancelled the call".to_owned());
@@ -1001,9 +988,7 @@ impl Forwarder {
                 }
             }
         };
-        if let Some(progress) = &mut progress {
-            progress.drain().await;
-        }
+        notices.drain(server).await;
         metrics()
             .tool_forwarded_duration
             .get(&NamespaceLabel { namespace: server })

@@ -6,7 +6,8 @@
 //! (seen in CI: `notice` before `info`). [`InOrder`] wraps an upstream's
 //! transport and takes log messages and resource updates off it in
 //! `receive`, which rmcp calls sequentially, onto the forwarder's notice
-//! channel; progress onto its call's queue ([`crate::progress`]), and on to
+//! channel (log messages also onto the queue of the call they belong to, if
+//! any); progress onto its call's queue ([`crate::call_notices`]), and on to
 //! rmcp as well, which resets the call's timeout on progress.
 
 use rmcp::RoleClient;
@@ -17,8 +18,8 @@ use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use tokio::sync::mpsc;
 
+use crate::call_notices::CallNoticeRoutes;
 use crate::client::{UpstreamEvent, UpstreamNotice};
-use crate::progress::ProgressRoutes;
 
 /// An upstream's transport whose ordered notifications bypass rmcp's handler
 /// tasks. A full queue drops what does not fit (a lagging reader misses
@@ -30,7 +31,7 @@ pub(crate) struct InOrder<T> {
     /// Log messages and resource updates, to the forwarder.
     pub(crate) notices: mpsc::Sender<UpstreamNotice>,
     /// The queues of the upstream's calls in flight.
-    pub(crate) progress: Arc<ProgressRoutes>,
+    pub(crate) call_notices: Arc<CallNoticeRoutes>,
 }
 
 impl<T: Transport<RoleClient>> Transport<RoleClient> for InOrder<T> {
@@ -53,13 +54,14 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for InOrder<T> {
             let event = match notification {
                 #[allow(deprecated)] // logging: deprecated by SEP-2577, still used
                 ServerNotification::LoggingMessageNotification(log) => {
+                    self.call_notices.route_log(&log.params);
                     UpstreamEvent::Log(log.params.clone())
                 }
                 ServerNotification::ResourceUpdatedNotification(update) => {
                     UpstreamEvent::ResourceUpdated(update.params.uri.clone())
                 }
                 ServerNotification::ProgressNotification(progress) => {
-                    self.progress.route(progress.params.clone());
+                    self.call_notices.route_progress(progress.params.clone());
                     return Some(message);
                 }
                 _ => return Some(message),

@@ -16,6 +16,8 @@ pub mod scope;
 #[cfg(feature = "tool-forwarding")]
 mod cache;
 #[cfg(feature = "tool-forwarding")]
+mod call_notices;
+#[cfg(feature = "tool-forwarding")]
 mod callers;
 #[cfg(feature = "tool-forwarding")]
 mod client;
@@ -31,8 +33,6 @@ mod name_table;
 mod per_client;
 #[cfg(feature = "tool-forwarding")]
 mod policy;
-#[cfg(feature = "tool-forwarding")]
-mod progress;
 #[cfg(feature = "tool-forwarding")]
 mod subscriptions;
 #[cfg(feature = "tool-forwarding")]

@@ -41,6 +41,11 @@ pub(crate) fn level_of(rank: u8) -> Option<LoggingLevel> {
     LEVELS.get(usize::from(rank)).copied()
 }
 
+/// Whether a message at `level` is at or above `wanted`.
+pub(crate) fn at_least(level: LoggingLevel, wanted: LoggingLevel) -> bool {
+    rank(level) >= rank(wanted)
+}
+
 /// Whether a session whose level rank is `wanted` takes a message at `level`.
 pub(crate) fn admits(wanted: &AtomicU8, level: LoggingLevel) -> bool {
     rank(level) >= wanted.load(Ordering::Relaxed)

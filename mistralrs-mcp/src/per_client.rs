@@ -21,10 +21,10 @@ use mistralrs_core::sync::Mutex;
 use rmcp::{Peer, RoleClient};
 use tokio::sync::{Notify, OnceCell, mpsc};
 
+use crate::call_notices::CallNoticeRoutes;
 use crate::callers::{Caller, Callers};
 use crate::client::{OrderedNotices, Upstream, UpstreamEvent, UpstreamNotice};
 use crate::log_relay;
-use crate::progress::ProgressRoutes;
 use crate::scope::SessionLife;
 use crate::upstream_requests::UpstreamRequests;
 use crate::{Error, Result};
@@ -41,7 +41,7 @@ const LOG_QUEUE: usize = 256;
 #[derive(Debug)]
 pub(crate) struct ClientUpstream {
     pub(crate) peer: Peer<RoleClient>,
-    pub(crate) progress: Arc<ProgressRoutes>,
+    pub(crate) call_notices: Arc<CallNoticeRoutes>,
     pub(crate) callers: Arc<Callers>,
 }
 
@@ -121,12 +121,12 @@ impl Upstream {
             callers: Arc::clone(&callers),
             ..self.requests.as_ref().clone()
         });
-        let progress = Arc::new(ProgressRoutes::new());
+        let call_notices = Arc::new(CallNoticeRoutes::new());
         let (notices, logged) = mpsc::channel(LOG_QUEUE);
         tokio::spawn(relay_own_logs(self.name.clone(), owner.clone(), logged));
         let ordered = OrderedNotices {
             notices,
-            progress: Arc::clone(&progress),
+            call_notices: Arc::clone(&call_notices),
         };
         let opening = self.open_session(requests, ordered, Arc::new(Notify::new()));
         let (running, _pid) =
@@ -141,7 +141,7 @@ impl Upstream {
         }
         let client = Arc::new(ClientUpstream {
             peer: running.peer().clone(),
-            progress,
+            call_notices,
             callers,
         });
         let upstream = Arc::clone(self);

@@ -1,6 +1,7 @@
 """The conformance scenarios that fit a stateless request, at protocol
 2026-07-28 (no initialize, no session), run by the official Python SDK
-against one MCP server: what each request answered, as JSON on stdout, so a
+against one MCP server: what each request answered (and which log messages a
+call that opted in to them got, at `debug` and at `error`), as JSON on stdout, so a
 test can compare the answers of the conformance fixture reached directly with
 its answers through the gateway.
 
@@ -28,6 +29,18 @@ PROMPTS = [
     ("test_prompt_with_image", None),
 ]
 READS = ["test://static-text", "test://static-binary", "test://template/123/data"]
+
+
+async def logs_at(url: str, level: str) -> list:
+    """The log messages a call of `test_tool_with_logging` opted in at `level` gets."""
+    got = []
+
+    async def logged(params) -> None:
+        got.append([params.level, params.data])
+
+    async with Client(url, mode="2026-07-28", cache=None, log_level=level, logging_callback=logged) as client:
+        await client.call_tool("test_tool_with_logging", {})
+    return got
 
 
 def dump(result) -> dict:
@@ -62,6 +75,8 @@ async def main(url: str) -> None:
         ref = {"type": "ref/prompt", "name": "test_prompt_with_arguments"}
         completed = await client.complete(ref, {"name": "arg1", "value": "pa"})
         answers["completion"] = completed.completion.values
+    answers["logs at debug"] = await logs_at(url, "debug")
+    answers["logs at error"] = await logs_at(url, "error")
     print(json.dumps(answers, sort_keys=True))
 
 

@@ -3,7 +3,8 @@
 //! result: progress, and log messages for a 2026-07-28 request that opted in
 //! to them (`io.modelcontextprotocol/logLevel` in its `_meta`).
 //!
-//! Each forwarded call registers its upstream progress token and gets a queue.
+//! Each forwarded call is counted while in flight; one whose client asked for
+//! progress or logs registers its upstream progress token and gets a queue.
 //! The upstream's transport ([`crate::in_order::InOrder`]) puts each progress
 //! notification on its call's queue as it reads it, before it reads the
 //! result that follows; the call relays its queue while it waits and drains
@@ -53,18 +54,26 @@ struct CallEntry {
     log_level: Option<LoggingLevel>,
 }
 
-/// The queues of one upstream session's calls in flight, by the token sent upstream.
+#[derive(Debug, Default)]
+struct Routes {
+    /// Queues of the calls that relay something, by the token sent upstream.
+    queues: HashMap<ProgressToken, CallEntry>,
+    /// Every call in flight, with a queue or not.
+    in_flight: usize,
+}
+
+/// The calls in flight on one upstream session and their queues.
 #[derive(Debug)]
-pub(crate) struct CallNoticeRoutes(Mutex<HashMap<ProgressToken, CallEntry>>);
+pub(crate) struct CallNoticeRoutes(Mutex<Routes>);
 
 impl CallNoticeRoutes {
     pub(crate) fn new() -> Self {
-        Self(Mutex::new("mcp_call_notice_routes", HashMap::new()))
+        Self(Mutex::new("mcp_call_notice_routes", Routes::default()))
     }
 
     /// Queues `progress` for the call in flight it belongs to, if any.
     pub(crate) fn route_progress(&self, progress: ProgressNotificationParam) {
-        if let Some(call) = self.0.lock().get(&progress.progress_token) {
+        if let Some(call) = self.0.lock().queues.get(&progress.progress_token) {
             let _ = call.queue.try_send(CallNotice::Progress(progress));
         }
     }
@@ -72,9 +81,11 @@ impl CallNoticeRoutes {
     /// Queues `log` for the call in flight, if it is the only one and opted
     /// in to logs at or below the message's level.
     pub(crate) fn route_log(&self, log: &LoggingMessageNotificationParam) {
-        let calls = self.0.lock();
-        let mut in_flight = calls.values();
-        if let (Some(call), None) = (in_flight.next(), in_flight.next())
+        let routes = self.0.lock();
+        if routes.in_flight != 1 {
+            return;
+        }
+        if let Some(call) = routes.queues.values().next()
             && call
                 .log_level
                 .is_some_and(|wanted| log_relay::at_least(log.level, wanted))
@@ -83,20 +94,28 @@ impl CallNoticeRoutes {
         }
     }
 
-    /// Starts relaying what the upstream sends about the call sent with
-    /// `upstream` (every call registers, so that a log message is tied to a
-    /// call only while no other is in flight); `to` is `None` for the
-    /// served model's calls, which relay nothing.
+    /// Counts the call sent with `upstream` as in flight, and starts relaying
+    /// what the upstream sends about it to `to` if its client asked for
+    /// progress or logs (`to` is `None` for the served model's calls).
     pub(crate) fn register(
         self: &Arc<Self>,
         upstream: ProgressToken,
         to: Option<NoticeRoute>,
     ) -> CallNotices {
-        let (queue, received) = mpsc::channel(CALL_QUEUE);
-        let log_level = to.as_ref().and_then(|route| route.log_level);
-        self.0
-            .lock()
-            .insert(upstream.clone(), CallEntry { queue, log_level });
+        let wants_notices = to
+            .as_ref()
+            .is_some_and(|route| route.progress_token.is_some() || route.log_level.is_some());
+        let mut routes = self.0.lock();
+        routes.in_flight += 1;
+        let received = wants_notices.then(|| {
+            let (queue, received) = mpsc::channel(CALL_QUEUE);
+            let log_level = to.as_ref().and_then(|route| route.log_level);
+            routes
+                .queues
+                .insert(upstream.clone(), CallEntry { queue, log_level });
+            received
+        });
+        drop(routes);
         CallNotices {
             routes: Arc::clone(self),
             upstream,
@@ -106,19 +125,24 @@ impl CallNoticeRoutes {
     }
 }
 
-/// One call's notices; unregistered when dropped.
+/// One call in flight and its notices; unregistered when dropped.
 #[derive(Debug)]
 pub(crate) struct CallNotices {
     routes: Arc<CallNoticeRoutes>,
     upstream: ProgressToken,
-    received: mpsc::Receiver<CallNotice>,
+    /// `None`: its client asked for nothing.
+    received: Option<mpsc::Receiver<CallNotice>>,
     to: Option<NoticeRoute>,
 }
 
 impl CallNotices {
-    /// The next notice the upstream sent about this call (waits for it).
+    /// The next notice the upstream sent about this call (waits for it;
+    /// never comes for a call that relays nothing).
     pub(crate) async fn next(&mut self) -> Option<CallNotice> {
-        self.received.recv().await
+        match &mut self.received {
+            Some(received) => received.recv().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Sends `notice` from upstream `server` to the client: progress under
@@ -145,7 +169,7 @@ impl CallNotices {
     /// Relays what is still queued: called once the result is in, since
     /// everything the upstream sent before it is queued by then.
     pub(crate) async fn drain(&mut self, server: &str) {
-        while let Ok(notice) = self.received.try_recv() {
+        while let Some(notice) = self.received.as_mut().and_then(|r| r.try_recv().ok()) {
             self.relay(server, notice).await;
         }
     }
@@ -153,6 +177,10 @@ impl CallNotices {
 
 impl Drop for CallNotices {
     fn drop(&mut self) {
-        self.routes.0.lock().remove(&self.upstream);
+        let mut routes = self.routes.0.lock();
+        routes.in_flight -= 1;
+        if self.received.is_some() {
+            routes.queues.remove(&self.upstream);
+        }
     }
 }

@@ -266,24 +266,27 @@ impl Drop for HttpUpstream {
     }
 }
 
+/// A Python SDK server of tests/python serving Streamable HTTP on `port`
+/// (its first argument; `args` follow), once it listens.
+fn python_http_upstream(script: &str, port: u16, args: &[&str]) -> HttpUpstream {
+    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let child = Command::new(python)
+        .arg(path)
+        .arg(port.to_string())
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    HttpUpstream::listening(child, port)
+}
+
 /// The conformance fixture (tests/python/conformance_server.py, the official
 /// Python SDK) over Streamable HTTP on a free port; its /mcp URL.
 fn conformance_fixture() -> (HttpUpstream, String) {
     let port = free_port();
-    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/conformance_server.py"
-    );
-    let child = Command::new(python)
-        .arg(script)
-        .arg(port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    (HttpUpstream::listening(child, port), url)
+    let upstream = python_http_upstream("conformance_server.py", port, &[]);
+    (upstream, format!("http://127.0.0.1:{port}/mcp"))
 }
 
 /// Runs every server scenario of the conformance suite, active and pending,
@@ -352,19 +355,11 @@ async fn an_http_upstream_that_goes_away_fails_fast_and_is_back_when_it_returns(
 async fn an_https_upstream_is_trusted_through_its_ca_file_and_refused_without() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let python = std::env::var("MISTRALRS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/tls_upstream_server.py"
+    let upstream = python_http_upstream(
+        "tls_upstream_server.py",
+        port,
+        &[dir.path().to_str().unwrap()],
     );
-    let upstream = Command::new(python)
-        .arg(script)
-        .arg(port.to_string())
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let upstream = HttpUpstream::listening(upstream, port);
     let ca = dir.path().join("ca.pem");
     let server = start(&format!(
         "[[mcp_client.servers]]\nname = \"secure\"\nurl = \"https://127.0.0.1:{port}/mcp\"\n\

@@ -1,0 +1,1 @@
+//! Nothing to use: this crate only pins dependency features (see its Cargo.toml).

@@ -24,6 +24,8 @@ use rmcp::{Peer, RoleServer};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::input_rounds::InputRounds;
+
 /// How long a request tied to one of our requests' streams waits for that
 /// call to be registered (it is registered as soon as it is sent, so this
 /// only covers an upstream that answers before the registration ran).
@@ -43,12 +45,18 @@ pub(crate) struct Caller {
     /// The rank of the client's `logging/setLevel` (`u8::MAX` until it asks),
     /// for what its own upstream sessions log.
     pub(crate) log_level: Arc<AtomicU8>,
+    /// What a client without a session declared in its request's `_meta`.
+    pub(crate) declared: Option<ClientCapabilities>,
+    /// Set when such a client answers the upstream's requests in rounds.
+    pub(crate) rounds: Option<InputRounds>,
 }
 
 impl Caller {
-    /// What the client declared at `initialize` (nothing for a stateless session).
+    /// What the client declared: at `initialize`, or in a stateless request.
     pub(crate) fn capabilities(&self) -> Option<ClientCapabilities> {
-        self.peer.peer_info().map(|info| info.capabilities.clone())
+        self.declared
+            .clone()
+            .or_else(|| self.peer.peer_info().map(|info| info.capabilities.clone()))
     }
 }
 

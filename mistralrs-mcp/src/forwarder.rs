@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use mistralrs_core::metrics::{NamespaceLabel, ToolCallLabels, ToolErrorLabels, metrics};
 use mistralrs_core::sync::Mutex;
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, CompleteRequestParams, CompleteResult, ContentBlock, GetPromptRequestParams,
-    GetPromptResponse, Prompt, ReadResourceRequestParams, ReadResourceResponse, Reference,
-    Resource, ResourceTemplate, ResultType, ServerResult, Tool,
+    CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult,
+    CancelledNotificationParam, ClientRequest, CompleteRequestParams, CompleteResult, ContentBlock,
+    GetPromptRequestParams, GetPromptResponse, Prompt, ReadResourceRequestParams,
+    ReadResourceResponse, Reference, Resource, ResourceTemplate, ResultType, ServerResult, Tool,
 };
 use rmcp::service::{PeerRequestOptions, RequestContext, ServiceError, SubscriptionContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer};
@@ -33,6 +33,7 @@ use crate::client::{
     Catalog, Connection, SessionRoutes, Status, Upstream, UpstreamEvent, UpstreamNotice,
 };
 use crate::config::{McpClientConfig, NamespaceStrategy, SessionMode, ToolForwardingConfig};
+use crate::input_rounds::{InputRounds, ParkedCall, ParkedCalls};
 use crate::log_relay::{self, LogRelay};
 use crate::name_table::{NameTable, Offer};
 use crate::names::Namespacing;
@@ -85,6 +86,10 @@ pub struct Forwarder {
     cache: Option<ToolCache>,
     max_argument_bytes: usize,
     subscribers: Mutex<Vec<Watcher>>,
+    /// Stateless clients' calls waiting for their answers.
+    parked: ParkedCalls,
+    /// How long a parked call waits for its client (the longest upstream timeout).
+    longest_timeout: Duration,
     /// Sessions that asked for upstream log messages.
     logs: LogRelay,
     /// Sessions' resource subscriptions.
@@ -215,10 +220,35 @@ impl CallOrigin {
                     .map(|s| s.closed.clone())
                     .unwrap_or_default(),
                 log_level: Arc::clone(log_level),
+                // A 2026-07-28 request without a session says in `_meta` what
+                // its client can answer (rmcp gives such a request a peer with
+                // default capabilities).
+                declared: match &session {
+                    Some(_) => None,
+                    None => context.meta.client_capabilities(),
+                },
+                rounds: None,
             }),
             session,
             cancel: context.ct.clone(),
         }
+    }
+
+    /// Whether this is a call of a client without a session that could answer
+    /// an upstream's requests in rounds.
+    fn is_stateless_client(&self) -> bool {
+        self.session.is_none() && self.caller.as_ref().is_some_and(|c| c.declared.is_some())
+    }
+
+    /// Routes the upstream's requests during this call to its client's
+    /// rounds, and lets the call outlive the request that started it: it ends
+    /// with `ends`.
+    fn answer_in_rounds(&mut self, rounds: InputRounds, ends: CancellationToken) {
+        if let Some(caller) = &mut self.caller {
+            caller.rounds = Some(rounds);
+            caller.cancel = ends.clone();
+        }
+        self.cancel = ends;
     }
 
     /// A call the served model makes: no progress to relay, no client to ask;
@@ -308,6 +338,8 @@ impl Forwarder {
             .max()
             .unwrap_or_default();
         let forwarder = Arc::new(Self {
+            parked: ParkedCalls::new(),
+            longest_timeout: longest,
             names,
             strategy: forwarding.namespace_strategy,
             table: Mutex::new("mcp_forwarded_names", Arc::new(NameTable::unbuilt())),
@@ -512,7 +544,7 @@ impl Forwarder {
         self.resolve_tool(name).map(|(server, _)| server)
     }
 
-    /// A call the served model made, as [`Self::call_tool`] runs it, with what
+    /// A call the served model made, as [`Self::call_tool_once`] runs it, with what
     /// the model reads back: the result's text (other parts as JSON), or the
     /// refusal's message; and whether it failed.
     pub async fn call_for_model(
@@ -525,7 +557,7 @@ impl Forwarder {
         let mut request = CallToolRequestParams::new(name.to_owned());
         request.arguments = Some(arguments);
         match self
-            .call_tool(caller, request, CallOrigin::model(cancel))
+            .call_tool_once(caller, request, CallOrigin::model(cancel))
             .await
         {
             Ok(result) => (result_text(&result), result.is_error == Some(true)),
@@ -781,12 +813,43 @@ impl Forwarder {
         Some(found)
     }
 
+    /// A client's call of a forwarded tool, as [`Self::call_tool_once`] runs
+    /// it; except that when a stateless (2026-07-28) client's call makes the
+    /// upstream ask something, the client answers in rounds
+    /// (`InputRequiredResult`, then its retry with `requestState`: see
+    /// `input_rounds.rs`).
+    pub async fn call_tool(
+        self: &Arc<Self>,
+        caller: &CallerScope,
+        mut request: CallToolRequestParams,
+        mut origin: CallOrigin,
+    ) -> std::result::Result<CallToolResponse, McpError> {
+        let client_gone = origin.cancel.clone();
+        if let Some(state) = request.request_state.take() {
+            let responses = request.input_responses.take().unwrap_or_default();
+            let call = self
+                .parked
+                .resume(&state, caller.id, &request.name, responses)?;
+            return self.parked.round(call, &client_gone).await;
+        }
+        if !origin.is_stateless_client() || !self.parked.has_room() {
+            return Ok(self.call_tool_once(caller, request, origin).await?.into());
+        }
+        let (forwarder, scope) = (Arc::clone(self), caller.clone());
+        let tool = request.name.to_string();
+        let call = ParkedCall::start(caller.id, tool, self.longest_timeout, |rounds, ends| {
+            origin.answer_in_rounds(rounds, ends);
+            tokio::spawn(async move { forwarder.call_tool_once(&scope, request, origin).await })
+        });
+        self.parked.round(call, &client_gone).await
+    }
+
     /// Calls a forwarded tool for `caller`: parse, policy, argument checks,
     /// cache, then the upstream with its timeout. The origin's progress token
     /// and cancellation travel with the call. Upstream failures are tool
     /// errors (`isError`) carrying the upstream's message; calls the caller may
     /// not make, or with bad arguments, are JSON-RPC errors.
-    pub async fn call_tool(
+    async fn call_tool_once(
         &self,
         caller: &CallerScope,
         request: CallToolRequestParams,

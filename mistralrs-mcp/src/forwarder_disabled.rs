@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, CompleteRequestParams, CompleteResult,
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     GetPromptRequestParams, GetPromptResponse, Prompt, ReadResourceRequestParams,
     ReadResourceResponse, Resource, ResourceTemplate, Tool,
 };
@@ -109,12 +109,12 @@ impl Forwarder {
 
     /// Never called.
     pub async fn call_tool(
-        &self,
+        self: &Arc<Self>,
         _caller: &CallerScope,
         _request: CallToolRequestParams,
         _origin: CallOrigin,
-    ) -> std::result::Result<CallToolResult, McpError> {
-        match *self {}
+    ) -> std::result::Result<CallToolResponse, McpError> {
+        match **self {}
     }
 
     /// Never called.

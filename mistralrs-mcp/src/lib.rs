@@ -26,6 +26,8 @@ mod forwarder;
 #[cfg(feature = "tool-forwarding")]
 mod in_order;
 #[cfg(feature = "tool-forwarding")]
+mod input_rounds;
+#[cfg(feature = "tool-forwarding")]
 mod log_relay;
 #[cfg(feature = "tool-forwarding")]
 mod name_table;

@@ -231,8 +231,9 @@ impl UpstreamRequests {
         }
     }
 
-    /// Sends `request` (the `upstream`'s) to `caller` on its call's stream and
-    /// waits for the answer: at most the upstream's timeout, not past the
+    /// Sends `request` (the `upstream`'s) to `caller` on its call's stream (or
+    /// in its next round, for a client without a session) and waits for the
+    /// answer: at most the upstream's timeout, not past the
     /// call's end or the upstream's withdrawal (the client is then told the
     /// request is cancelled), nor past the client's session. The client's own
     /// error goes upstream as it is.
@@ -243,6 +244,11 @@ impl UpstreamRequests {
         mut request: ServerRequest,
         method: &'static str,
     ) -> Result<ClientResult, McpError> {
+        if let Some(rounds) = &caller.rounds {
+            return rounds
+                .ask(request, method, self.timeout, &upstream.ct, &caller.cancel)
+                .await;
+        }
         async {
             let gone = caller.cancel.is_cancelled() || caller.session_closed.is_cancelled();
             if gone || caller.peer.is_transport_closed() {

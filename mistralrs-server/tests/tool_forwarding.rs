@@ -1197,3 +1197,72 @@ fn listen_streams_get_the_updates_of_their_resources_through_the_gateway() {
     assert_eq!(report["other received"], Value::Null, "{report}");
     assert_eq!(report["held after"], serde_json::json!([]), "{report}");
 }
+
+/// Issue 14, 2026-07-28 multi round-trip requests: a client without a session
+/// can't be sent the upstream's `sampling/createMessage` or
+/// `elicitation/create`, so its call is parked and it answers in rounds
+/// (`InputRequiredResult`, then its retry with `requestState`). The answers
+/// come from the client's callbacks, not the gateway (which would sample with
+/// the served model and decline the elicitation); a state that is unknown,
+/// another tool's or used already is refused; a question left unanswered
+/// fails the upstream's request.
+#[tokio::test]
+async fn stateless_clients_answer_upstream_requests_in_rounds() {
+    let (_fixture, direct) = conformance_fixture();
+    let server = start(&format!(
+        "[tool_forwarding]\nnamespace_strategy = \"none\"\n\
+         [[mcp_client.servers]]\nname = \"fixture\"\nurl = \"{direct}\"\n"
+    ));
+    let url = server.mcp.clone().unwrap();
+    let out = tokio::task::spawn_blocking(move || run_python("input_rounds_client.py", &[&url]))
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        report["sampling"], "LLM response: 4, said the client",
+        "{report}"
+    );
+    assert_eq!(
+        report["sampling asked"][0],
+        serde_json::json!(["What is 2+2?"])
+    );
+    assert_eq!(
+        report["elicitation"], "Elicitation: action=accept, content={\"response\": \"Ada\"}",
+        "{report}"
+    );
+    assert_eq!(
+        report["elicitation asked"],
+        serde_json::json!(["Your name?"])
+    );
+    assert_eq!(
+        report["first round"],
+        serde_json::json!({"result_type": "input_required", "questions": ["sampling/createMessage"], "has state": true})
+    );
+    for refused in ["unknown state", "state of another tool", "state reused"] {
+        let said = report[refused].as_str().unwrap();
+        assert!(
+            said.contains("requestState names no call"),
+            "{refused}: {said}"
+        );
+    }
+    assert_eq!(report["unanswered"]["is_error"], true, "{report}");
+    let unanswered = report["unanswered"]["text"].as_str().unwrap();
+    assert!(unanswered.contains("left it unanswered"), "{unanswered}");
+    let metrics = server.metrics().await;
+    let answered = |method: &str, by: &str| {
+        common::series(
+            &metrics,
+            &format!(
+                "mistralrs_mcp_upstream_requests_total{{answered_by=\"{by}\",method=\"{method}\",server=\"fixture\"}}"
+            ),
+        )
+    };
+    assert_eq!(answered("sampling/createMessage", "client"), 1.0);
+    assert_eq!(answered("elicitation/create", "client"), 1.0);
+    assert_eq!(answered("sampling/createMessage", "error"), 1.0);
+    assert_eq!(
+        common::series(&metrics, "mistralrs_tool_sampling_total{source=\"local\"}"),
+        0.0,
+        "the served model did not answer"
+    );
+}

@@ -527,14 +527,19 @@ impl ServerHandler for McpHandler {
         }
         match &self.forwarder {
             Some(forwarder) if forwarder.owns(&request.name) => {
-                let result = forwarder
+                let response = forwarder
                     .call_tool(
                         &caller(&context),
                         request,
                         CallOrigin::client(&context, &self.log_level),
                     )
                     .await?;
-                Ok(super::version_adapt::adapt(result, &negotiated_version(&context)).into())
+                Ok(match response {
+                    CallToolResponse::Complete(result) => {
+                        super::version_adapt::adapt(result, &negotiated_version(&context)).into()
+                    }
+                    other => other,
+                })
             }
             _ => Err(unknown_tool(&request.name)),
         }

@@ -234,10 +234,15 @@ impl CallOrigin {
         }
     }
 
-    /// Whether this is a call of a client without a session that could answer
-    /// an upstream's requests in rounds.
+    /// Whether this is a call of a client without a session that declared
+    /// something an upstream may ask it (else nothing is put to it, and the
+    /// call needs no rounds).
     fn is_stateless_client(&self) -> bool {
-        self.session.is_none() && self.caller.as_ref().is_some_and(|c| c.declared.is_some())
+        let declared = self.caller.as_ref().and_then(|c| c.declared.as_ref());
+        self.session.is_none()
+            && declared.is_some_and(|d| {
+                d.sampling.is_some() || d.elicitation.is_some() || d.roots.is_some()
+            })
     }
 
     /// Routes the upstream's requests during this call to its client's

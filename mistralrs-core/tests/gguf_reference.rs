@@ -90,7 +90,7 @@ fn smollm2_gguf_agrees_with_llama_cpp() {
         &reference,
         Runner::new(loaded.model),
         "as stored (q4_1)",
-        93,
+        94,
     );
 
     // Greedy answer to the chat prompt.
@@ -118,9 +118,12 @@ fn smollm2_gguf_agrees_with_llama_cpp() {
 /// alone (llama.cpp flips 11 of 256 between an f16 and an f32 KV cache), so
 /// overall agreement is only required to stay at `floor` percent. Quantized
 /// matmuls round their inputs to 8 bits, here as in llama.cpp, which turns any
-/// other rounding difference (a summation order in attention) into logit noise
-/// of ~0.6: between 240 and 245 of 256 positions agree, whichever way the
-/// rest of the arithmetic is ordered.
+/// other rounding difference (a summation order in attention) into logit noise:
+/// 8 of llama.cpp's 256 picks lead by less than 0.02, 13 by less than 0.05.
+/// 245 of 256 agree as stored (240 before the activations' block sums were
+/// rounded as llama.cpp rounds them; computing the rotary angles as llama.cpp
+/// does gave 244, so they stay as transformers computes them). 98 % would
+/// take llama.cpp's summation order in every product.
 fn agrees_teacher_forced(
     reference: &Json,
     mut runner: Runner,

@@ -9,6 +9,7 @@ use mistralrs_core::KvDtype;
 use mistralrs_core::model::{FloatType, Quantization};
 
 use crate::config::{Config, ModelEntry};
+use crate::device::DeviceSpec;
 use crate::openai::tools::ToolParser;
 
 /// An OpenAI-compatible LLM inference server with Prometheus metrics.
@@ -55,6 +56,9 @@ pub struct Cli {
     /// [default: the one each chat template shows, else hermes].
     #[arg(long, global = true, value_name = "FORMAT")]
     pub tool_parser: Option<ToolParser>,
+    /// Where the models run: cpu, cuda or cuda:N [default: cpu].
+    #[arg(long, global = true, value_name = "DEVICE")]
+    pub device: Option<DeviceSpec>,
     /// Threads for the model's matrix work [default: the machine's physical
     /// cores, or RAYON_NUM_THREADS].
     #[arg(long, global = true, value_name = "N")]
@@ -114,6 +118,7 @@ impl Cli {
         }
         config.kv_cache_dtype = self.kv_cache_dtype.or(config.kv_cache_dtype);
         config.threads = self.threads.or(config.threads);
+        config.device = self.device.or(config.device);
         config.tool_parser = self.tool_parser.or(config.tool_parser);
         config.log_level = self.log_level.clone().or(config.log_level);
         let Command::Run {

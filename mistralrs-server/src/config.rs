@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::client_ip::TrustedProxies;
 use crate::connections::ConnectionLimits;
+use crate::device::DeviceSpec;
 use crate::openai::tools::ToolParser;
 
 /// Longest connection timeout: a day (timers past that overflow the clock).
@@ -53,6 +54,8 @@ pub struct Config {
     /// Threads for the model's matrix work. Default: the machine's physical
     /// cores (or `RAYON_NUM_THREADS`).
     pub threads: Option<usize>,
+    /// Where the models run: `cpu`, `cuda` or `cuda:N`. Default `cpu`.
+    pub device: Option<DeviceSpec>,
     /// Tokens per engine step (decode plus prefill chunks). Default 512.
     pub max_batch_tokens: Option<usize>,
     /// Requests allowed to wait per model before 503. Default 256.

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod config;
 pub mod connections;
+pub mod device;
 mod guarded_body;
 #[cfg(feature = "http-mcp-stream")]
 pub mod http_mcp;

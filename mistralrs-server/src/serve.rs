@@ -44,9 +44,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     for warning in respelled {
         tracing::warn!("{warning}");
     }
+    let device = config.device.unwrap_or_default().open()?;
     let router = Arc::new(Router::new());
     for entry in &config.models {
-        load_model(&router, entry, &config)?;
+        load_model(&router, entry, &config, &device)?;
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(serve(config, Arc::clone(&router)));
@@ -84,7 +85,12 @@ fn init_logging(level: &str, log_payloads: bool) {
 
 /// Loads one model with a progress spinner, or a bar while quantizing (shown
 /// only on a terminal).
-fn load_model(router: &Router, entry: &ModelEntry, config: &Config) -> anyhow::Result<()> {
+fn load_model(
+    router: &Router,
+    entry: &ModelEntry,
+    config: &Config,
+    device: &Device,
+) -> anyhow::Result<()> {
     let name = entry.served_name();
     let spinner = indicatif::ProgressBar::new_spinner()
         .with_message(format!("loading {name} from {}", entry.model));
@@ -109,7 +115,7 @@ fn load_model(router: &Router, entry: &ModelEntry, config: &Config) -> anyhow::R
     let options = LoadOptions {
         dtype: entry.dtype,
         quantize: entry.quantize,
-        device: Device::Cpu,
+        device: device.clone(),
         progress,
     };
     let loaded = mistralrs_core::model::load(&dir, &options)
@@ -141,6 +147,7 @@ fn load_model(router: &Router, entry: &ModelEntry, config: &Config) -> anyhow::R
         },
         num_blocks,
         cache_dtype: kv_dtype,
+        device: device.clone(),
         ..engine_defaults
     };
     let engine = mistralrs_core::start(&name, loaded, engine_config)?;

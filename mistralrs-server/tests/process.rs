@@ -99,6 +99,16 @@ fn bad_model_settings_are_start_up_errors() {
         &["--kv-cache-mem"],
     );
     refused(&["--threads", "0", "run", "-m", "demo"], &["threads"]);
+    refused(
+        &["--device", "tpu", "run", "-m", "demo"],
+        &["tpu", "cpu, cuda or cuda:N"],
+    );
+    // Issue 16's bad input: a GPU this build can't drive stops start-up before
+    // any model loads.
+    refused(
+        &["--port", "0", "--device", "cuda:1", "run", "-m", "demo"],
+        &["cuda:1", "no CUDA support"],
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("both.toml");
     std::fs::write(&config, "kv_cache_blocks = 8\nkv_cache_mem = \"1GiB\"\n").unwrap();

@@ -49,6 +49,9 @@ pub enum Error {
     /// The KV cache failed.
     #[error(transparent)]
     KvCache(#[from] mistralrs_paged_attn::Error),
+    /// The GPU lacks the memory for a model or its KV cache.
+    #[error("GPU memory: {0}")]
+    DeviceMemory(String),
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

@@ -7,6 +7,7 @@
 pub mod chat_template;
 pub mod constraint;
 pub mod demo;
+mod device_memory;
 mod engine;
 mod error;
 pub mod metrics;
@@ -19,6 +20,7 @@ mod sequence;
 pub mod sync;
 pub mod tokenizer;
 
+pub use device_memory::DeviceMemory;
 pub use engine::{
     EngineConfig, EngineHandle, MAX_STOP_STRINGS, ModelInfo, Output, RequestStream, start,
 };

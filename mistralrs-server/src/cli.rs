@@ -49,7 +49,8 @@ pub struct Cli {
     /// --kv-cache-blocks).
     #[arg(long, global = true, value_name = "SIZE")]
     pub kv_cache_mem: Option<bytesize::ByteSize>,
-    /// Type of cached keys and values: f32, f16, bf16 or q8_0 [default: f16].
+    /// Type of cached keys and values: f32, f16, bf16 or q8_0 [default: f16 on
+    /// the CPU, bf16 on a GPU].
     #[arg(long, global = true, value_name = "TYPE")]
     pub kv_cache_dtype: Option<KvDtype>,
     /// Tool-call format of the served models: hermes, llama3_json or mistral
@@ -59,6 +60,11 @@ pub struct Cli {
     /// Where the models run: cpu, cuda or cuda:N [default: cpu].
     #[arg(long, global = true, value_name = "DEVICE")]
     pub device: Option<DeviceSpec>,
+    /// On a GPU, the share of its memory to fill: the KV cache gets what it
+    /// leaves after the weights, unless --kv-cache-blocks or --kv-cache-mem
+    /// size it [default: 0.9].
+    #[arg(long, global = true, value_name = "SHARE")]
+    pub gpu_memory_utilization: Option<f64>,
     /// Threads for the model's matrix work [default: the machine's physical
     /// cores, or RAYON_NUM_THREADS].
     #[arg(long, global = true, value_name = "N")]
@@ -119,6 +125,9 @@ impl Cli {
         config.kv_cache_dtype = self.kv_cache_dtype.or(config.kv_cache_dtype);
         config.threads = self.threads.or(config.threads);
         config.device = self.device.or(config.device);
+        config.gpu_memory_utilization = self
+            .gpu_memory_utilization
+            .or(config.gpu_memory_utilization);
         config.tool_parser = self.tool_parser.or(config.tool_parser);
         config.log_level = self.log_level.clone().or(config.log_level);
         let Command::Run {

@@ -45,7 +45,8 @@ pub struct Config {
     /// blocks for each model's shape; instead of `kv_cache_blocks`.
     pub kv_cache_mem: Option<bytesize::ByteSize>,
     /// Type of the KV cache's keys and values: f32, f16, bf16 or q8_0.
-    /// Default f16 (half of f32's memory, as llama.cpp); q8_0 about halves
+    /// Default f16 on the CPU (half of f32's memory, as llama.cpp), bf16 on a
+    /// GPU (the activations' dtype there); q8_0 about halves
     /// f16's. Attention still computes in f32.
     pub kv_cache_dtype: Option<KvDtype>,
     /// Tool-call format of the served models (`hermes`, `llama3_json`,
@@ -56,6 +57,11 @@ pub struct Config {
     pub threads: Option<usize>,
     /// Where the models run: `cpu`, `cuda` or `cuda:N`. Default `cpu`.
     pub device: Option<DeviceSpec>,
+    /// On a GPU, the share of its memory the server may fill (weights, KV
+    /// cache and what other processes hold), as vLLM's; the KV cache gets what
+    /// the share leaves after the weights unless `kv_cache_blocks` or
+    /// `kv_cache_mem` size it. Default 0.9: the rest is room for activations.
+    pub gpu_memory_utilization: Option<f64>,
     /// Tokens per engine step (decode plus prefill chunks). Default 512.
     pub max_batch_tokens: Option<usize>,
     /// Requests allowed to wait per model before 503. Default 256.
@@ -389,6 +395,13 @@ impl Config {
             return Err(
                 "`kv_cache_blocks` and `kv_cache_mem` both size the KV cache: give one".into(),
             );
+        }
+        if let Some(share) = self.gpu_memory_utilization
+            && !(share > 0.0 && share <= 1.0)
+        {
+            return Err(format!(
+                "`gpu_memory_utilization` must be above 0 and at most 1, not {share}"
+            ));
         }
         if self.threads.is_some_and(|n| n > MAX_THREADS) {
             return Err(format!("`threads` must be at most {MAX_THREADS}"));

@@ -25,7 +25,7 @@ impl DeviceSpec {
             Self::Cpu => Ok(Device::Cpu),
             Self::Cuda(n) => Device::new_cuda(n).map_err(|e| match e {
                 candle_core::Error::NotCompiledWithCudaSupport => anyhow::anyhow!(
-                    "device {self}: this build has no CUDA support, it runs models on the CPU only (device cpu)"
+                    "device {self}: this build has no CUDA support, it runs models on the CPU only (device cpu); build with `--features cuda` for NVIDIA GPUs"
                 ),
                 other => anyhow::anyhow!(
                     "device {self}: NVIDIA GPU {n} can't be opened ({other}); `nvidia-smi` shows whether the driver sees it"
@@ -85,9 +85,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(feature = "cuda"))]
     fn the_cpu_opens_and_a_gpu_this_build_lacks_is_named() {
         assert!(DeviceSpec::Cpu.open().unwrap().is_cpu());
-        // This crate has no CUDA build yet (issue 16).
         let err = DeviceSpec::Cuda(0).open().unwrap_err().to_string();
         assert!(
             err.contains("cuda:0") && err.contains("no CUDA support"),

@@ -22,6 +22,8 @@ use crate::openai::tool_loop::McpToolDefaults;
 const DEFAULT_PORT: u16 = 1234;
 const DEFAULT_MAX_BODY: usize = 4 << 20;
 const DEFAULT_SHUTDOWN_SECS: u64 = 10;
+/// The share of a GPU's memory the server fills unless told (vLLM's default).
+const DEFAULT_GPU_MEMORY_UTILIZATION: f64 = 0.9;
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -122,22 +124,36 @@ fn load_model(
         .with_context(|| format!("loading model `{name}` from {}", dir.display()))?;
     let defaults = SchedulerConfig::default();
     let engine_defaults = EngineConfig::default();
-    let kv_dtype = config.kv_cache_dtype.unwrap_or(KvDtype::F16);
-    let num_blocks = match config.kv_cache_mem {
-        Some(mem) => {
-            let block = loaded
-                .model
-                .cache_shape(1, engine_defaults.block_size)
-                .bytes(kv_dtype);
-            let blocks = (mem.as_u64() / block as u64) as usize;
+    let kv_dtype = config.kv_cache_dtype.unwrap_or(if device.is_cpu() {
+        KvDtype::F16
+    } else {
+        KvDtype::Bf16
+    });
+    let block_bytes = loaded
+        .model
+        .cache_shape(1, engine_defaults.block_size)
+        .bytes(kv_dtype) as u64;
+    let gpu_memory = mistralrs_core::DeviceMemory::of(device)?;
+    let num_blocks = match (config.kv_cache_mem, config.kv_cache_blocks, gpu_memory) {
+        (Some(mem), ..) => {
+            let blocks = (mem.as_u64() / block_bytes) as usize;
             anyhow::ensure!(
                 blocks > 0,
                 "kv_cache_mem {mem} is less than one KV cache block of `{name}` ({})",
-                bytesize::ByteSize::b(block as u64)
+                bytesize::ByteSize::b(block_bytes)
             );
             blocks
         }
-        None => config.kv_cache_blocks.unwrap_or(engine_defaults.num_blocks),
+        (None, Some(blocks), _) => blocks,
+        (None, None, Some(gpu)) => gpu
+            .kv_blocks(
+                config
+                    .gpu_memory_utilization
+                    .unwrap_or(DEFAULT_GPU_MEMORY_UTILIZATION),
+                block_bytes,
+            )
+            .with_context(|| format!("sizing the KV cache of `{name}` on {device:?}"))?,
+        (None, None, None) => engine_defaults.num_blocks,
     };
     let engine_config = EngineConfig {
         scheduler: SchedulerConfig {

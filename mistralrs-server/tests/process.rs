@@ -109,6 +109,17 @@ fn bad_model_settings_are_start_up_errors() {
         &["--port", "0", "--device", "cuda:1", "run", "-m", "demo"],
         &["cuda:1", "no CUDA support"],
     );
+    for share in ["0", "1.5", "-0.2", "NaN"] {
+        let flag = format!("--gpu-memory-utilization={share}");
+        refused(
+            &[flag.as_str(), "run", "-m", "demo"],
+            &["gpu_memory_utilization", "above 0 and at most 1"],
+        );
+    }
+    refused(
+        &["--gpu-memory-utilization", "most", "run", "-m", "demo"],
+        &["most"],
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("both.toml");
     std::fs::write(&config, "kv_cache_blocks = 8\nkv_cache_mem = \"1GiB\"\n").unwrap();

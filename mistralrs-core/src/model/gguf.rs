@@ -9,7 +9,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::Value;
+use candle_core::DType;
+use candle_core::quantized::gguf_file::{self, Value};
 use serde_json::json;
 
 use super::config::ModelConfig;
@@ -151,6 +152,22 @@ pub(crate) fn tokenizer_of(path: &Path) -> Result<Tokenizer> {
     })
 }
 
+/// Bytes the tensors of `content` take loaded as stored, or dequantized to `dense`.
+fn weight_bytes(content: &gguf_file::Content, dense: Option<DType>) -> u64 {
+    content
+        .tensor_infos
+        .values()
+        .map(|info| {
+            let elements = info.shape.elem_count();
+            let bytes = match dense {
+                Some(dtype) => elements * dtype.size_in_bytes(),
+                None => elements / info.ggml_dtype.block_size() * info.ggml_dtype.type_size(),
+            };
+            bytes as u64
+        })
+        .sum()
+}
+
 /// Loads the GGUF file at `path` as `options` say.
 pub(crate) fn load(path: &Path, options: &LoadOptions) -> Result<LoadedModel> {
     let (content, file) = open_gguf(path)?;
@@ -177,6 +194,11 @@ pub(crate) fn load(path: &Path, options: &LoadOptions) -> Result<LoadedModel> {
         None => meta.strings("tokenizer.ggml.tokens")?.len(),
     };
     let tied = !content.tensor_infos.contains_key("output.weight");
+    super::check_weights_fit(
+        path,
+        &options.device,
+        weight_bytes(&content, options.dtype.map(FloatType::dtype)),
+    )?;
     let cfg = model_config(&meta, &arch, vocab, tied)?;
     let chat_template = match meta.optional_string("tokenizer.chat_template")? {
         Some(source) if !dir.join("tokenizer_config.json").exists() => Some(ChatTemplate::new(

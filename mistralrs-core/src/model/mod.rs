@@ -52,8 +52,8 @@ pub struct LoadedModel {
 /// How a model's weights are loaded.
 #[derive(Clone)]
 pub struct LoadOptions {
-    /// Dtype of the dense weights and of the activations. Safetensors: f32 when
-    /// `None`. GGUF: `None` keeps projections quantized (the rest in f32); a
+    /// Dtype of the dense weights and of the activations. Safetensors: when
+    /// `None`, f32 on the CPU and bf16 on a GPU. GGUF: `None` keeps projections quantized (the rest in f32); a
     /// dtype dequantizes every tensor to it, as transformers does with GGUF.
     pub dtype: Option<FloatType>,
     /// Quantize a safetensors checkpoint's projections while loading.
@@ -137,6 +137,27 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Dense weights' dtype when none is asked for: f32 on the CPU (the reference
+/// numerics), bf16 on a GPU (what checkpoints are trained in; tensor cores).
+fn default_dtype(device: &Device) -> DType {
+    if device.is_cpu() {
+        DType::F32
+    } else {
+        DType::BF16
+    }
+}
+
+/// On a GPU, refuses a model whose weights (`bytes`) exceed the free memory,
+/// before any of them is allocated.
+fn check_weights_fit(path: &Path, device: &Device, bytes: u64) -> Result<()> {
+    match crate::DeviceMemory::of(device)? {
+        Some(memory) => memory
+            .check_weights_fit(bytes)
+            .map_err(|e| Error::files(path, e.to_string())),
+        None => Ok(()),
+    }
+}
+
 /// Loads only the decoder of the model folder `dir` (config and weights).
 pub fn load_decoder(dir: &Path, options: &LoadOptions) -> Result<Llama> {
     let config_path = dir.join("config.json");
@@ -153,8 +174,13 @@ pub fn load_decoder(dir: &Path, options: &LoadOptions) -> Result<Llama> {
             ));
         }
     }
-    let dtype = options.dtype.map_or(DType::F32, FloatType::dtype);
+    let dtype = options
+        .dtype
+        .map_or_else(|| default_dtype(&options.device), FloatType::dtype);
     let reader = safetensors_reader::SafetensorsReader::open(&files)?;
+    if options.quantize.is_none() {
+        check_weights_fit(dir, &options.device, reader.bytes_as(dtype))?;
+    }
     let vb = VarBuilder::from_backend(Box::new(reader), dtype, options.device.clone());
     let source = weights::Safetensors {
         vb,

@@ -82,6 +82,21 @@ impl SafetensorsReader {
         Ok(())
     }
 
+    /// Bytes the weights take once loaded with float tensors in `dtype`.
+    pub(crate) fn bytes_as(&self, dtype: DType) -> u64 {
+        self.tensors
+            .values()
+            .map(|entry| {
+                let size = if entry.dtype.is_float() {
+                    dtype.size_in_bytes()
+                } else {
+                    entry.dtype.size_in_bytes()
+                };
+                (entry.bytes / entry.dtype.size_in_bytes() * size) as u64
+            })
+            .sum()
+    }
+
     /// The tensor `name` as stored.
     fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
         let entry = self.tensors.get(name).ok_or_else(|| {
@@ -210,6 +225,16 @@ mod tests {
         let err = SafetensorsReader::open(&[path]).unwrap_err().to_string();
         assert!(err.contains("model.safetensors"), "names the file: {err}");
         err
+    }
+
+    #[test]
+    fn weight_bytes_count_float_tensors_in_the_load_dtype() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = r#"{"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+            "ids": {"dtype": "U8", "shape": [4], "data_offsets": [24, 28]}}"#;
+        let reader = SafetensorsReader::open(&[write(dir.path(), header, &[0; 28])]).unwrap();
+        assert_eq!(reader.bytes_as(DType::F32), 28);
+        assert_eq!(reader.bytes_as(DType::BF16), 6 * 2 + 4);
     }
 
     #[test]

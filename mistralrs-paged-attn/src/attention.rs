@@ -101,9 +101,9 @@ fn causal_mask(
 ///   `i * max_ctx..`, padded with any valid slot (masked out).
 /// - `context_lens`: each sequence's context length (its slots that count).
 ///
-/// On the CPU, a kernel reads the keys and values where they lie in the cache
-/// (`cpu_decode`); elsewhere, [`paged_attention`] runs per sequence with one
-/// query each. Either way a sequence gets what it would get alone, whatever
+/// On the CPU and on NVIDIA GPUs, a kernel reads the keys and values where
+/// they lie in the cache (`cpu_decode`, `cuda_decode`); otherwise (a q8_0 cache
+/// on a GPU) [`paged_attention`] runs per sequence with one query each. Either way a sequence gets what it would get alone, whatever
 /// else is in the batch. Returns `[n, heads * head_dim]`.
 pub fn paged_attention_decode(
     q: &Tensor,
@@ -117,6 +117,18 @@ pub fn paged_attention_decode(
     if let Some(out) =
         crate::cpu_decode::decode_in_place(q, k_cache, v_cache, slots, context_lens, scale, window)?
     {
+        return Ok(out);
+    }
+    #[cfg(feature = "cuda")]
+    if let Some(out) = crate::cuda_decode::decode_in_place(
+        q,
+        k_cache,
+        v_cache,
+        slots,
+        context_lens,
+        scale,
+        window,
+    )? {
         return Ok(out);
     }
     let n = q.dim(0)?;

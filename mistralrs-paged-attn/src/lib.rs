@@ -14,6 +14,8 @@
 mod attention;
 mod block_manager;
 mod cpu_decode;
+#[cfg(feature = "cuda")]
+mod cuda_decode;
 mod error;
 mod kv_cache;
 mod kv_dtype;

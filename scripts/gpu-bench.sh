@@ -59,7 +59,8 @@ start_server() {
     run -m "$1" --name bench > "$2" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 240); do
-    curl -sf "http://127.0.0.1:$port/health" > /dev/null && return 0
+    "$python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/health', timeout=2)" \
+      2> /dev/null && return 0
     kill -0 "$server_pid" 2>/dev/null || { cat "$2" >&2; return 1; }
     sleep 0.5
   done

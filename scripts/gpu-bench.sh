@@ -27,6 +27,14 @@ work="$(mktemp -d)"
 port=18080
 server_pid=
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
+if [ -f "$bin/mistralrs-server.gz" ]; then
+  # scripts/build-gpu-bundle gzips them to fit what a device run carries.
+  for name in mistralrs-server mistralrs-load; do
+    gzip -dc "$bin/$name.gz" > "$work/$name"
+    chmod +x "$work/$name"
+  done
+  bin="$work"
+fi
 
 if [ "$device" != cpu ]; then
   # The CUDA libraries the server links (docs/gpu.md): the driver's libcuda and

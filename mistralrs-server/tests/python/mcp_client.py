@@ -70,6 +70,12 @@ async def main(url, base, key=None):
             assert "".join(m for _, m in progress) == text, (progress, text)
             assert [v for v, _ in progress] == sorted(v for v, _ in progress), "progress increases"
 
+            # The log message is not tied to the call (it may come on the
+            # session's own stream), so it can land just after the result.
+            for _ in range(50):
+                if any(log.data.get("event") == "chat finished" for log in logs):
+                    break
+                await anyio.sleep(0.1)
             assert any(log.data.get("event") == "chat finished" for log in logs), logs
 
             again = await session.call_tool("chat", CHAT)

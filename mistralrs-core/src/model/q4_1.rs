@@ -8,10 +8,9 @@
 //! reference loop (whose activation block sums round once more, see
 //! `int8_tiles::quantize_row`); the AVX2 loop is ggml's own AVX2 one (eight
 //! lanes of partial sums, added up at the end), so its rounding differs from
-//! the portable loop's in the last bits, as ggml's does. Tiles of rows by
-//! tokens share their loads and the unpacking of nibbles, which is what makes
-//! prefill and batched decode cheaper per token than one row at a time: with
-//! AVX-512 VNNI, or else with AVX2 (the very products of the AVX2 loop).
+//! the portable loop's in the last bits, as ggml's does. Where the CPU has
+//! AVX-512 VNNI, tiles of rows by tokens share their loads, which is what
+//! makes prefill and batched decode cheaper per token than one row at a time.
 
 use candle_core::Tensor;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -87,13 +86,8 @@ impl Q4_1Matrix {
             int8_tiles::avx512::dot_tiles(self, tokens, first_row, outs);
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        if avx2::available() {
-            avx2::dot_tiles(self, tokens, first_row, outs);
-            return;
-        }
         for (x, out) in tokens.iter().zip(outs.iter_mut()) {
-            self.dot_rows_portable(x, first_row, out);
+            self.dot_rows(x, first_row, out);
         }
     }
 
@@ -103,7 +97,24 @@ impl Q4_1Matrix {
     }
 
     /// Dot products of `x` with rows `first_row..first_row + out.len()`, one
-    /// row at a time, blocks summed in order (candle's loop).
+    /// row at a time.
+    fn dot_rows(&self, x: &Q8Row, first_row: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            for (i, out) in out.iter_mut().enumerate() {
+                let row = self.row_blocks(first_row + i);
+                *out = avx2::dot(
+                    &self.nibbles[row.clone()],
+                    &self.scales[row.clone()],
+                    &self.mins[row],
+                    x,
+                );
+            }
+            return;
+        }
+        self.dot_rows_portable(x, first_row, out);
+    }
+
     fn dot_rows_portable(&self, x: &Q8Row, first_row: usize, out: &mut [f32]) {
         for (i, out) in out.iter_mut().enumerate() {
             let row = self.row_blocks(first_row + i);
@@ -213,114 +224,68 @@ mod avx512 {
     }
 }
 
-/// ggml's AVX2 `ggml_vec_dot_q4_1_q8_1`, in tiles: per row and token, eight
-/// lanes of partial sums added up at the end, as ggml's.
+/// ggml's AVX2 `ggml_vec_dot_q4_1_q8_1`.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m256, __m256i, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_loadu_si128, _mm_movehdup_ps,
-        _mm_movehl_ps, _mm_srli_epi16, _mm256_and_si256, _mm256_castps256_ps128,
+        __m128i, __m256, __m256i, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_loadu_si128,
+        _mm_movehdup_ps, _mm_movehl_ps, _mm_srli_epi16, _mm256_and_si256, _mm256_castps256_ps128,
         _mm256_castsi128_si256, _mm256_cvtepi32_ps, _mm256_extractf128_ps, _mm256_fmadd_ps,
         _mm256_insertf128_si256, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16,
         _mm256_set1_epi8, _mm256_set1_epi16, _mm256_set1_ps, _mm256_setzero_ps,
     };
 
-    use super::{BLOCK, Q4_1Matrix, Q8Row};
-
-    /// Rows of a tile: with [`TILE_TOKENS`], 8 accumulators of AVX2's 16 registers.
-    const TILE_ROWS: usize = 2;
-    /// Tokens of a tile.
-    const TILE_TOKENS: usize = 4;
+    use super::{BLOCK, Q8Row};
 
     /// Whether this CPU runs the AVX2 loop.
     pub(super) fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     }
 
-    /// `outs[t][i]` = token `t` times row `first_row + i`, in tiles of
-    /// [`TILE_ROWS`] rows by [`TILE_TOKENS`] tokens that load and unpack a
-    /// row's nibbles once for all its tokens. A product is the same whatever
-    /// tile computes it: per row and token, the same fused multiply-adds in
-    /// block order. Only called when [`available`].
-    pub(super) fn dot_tiles(
-        m: &Q4_1Matrix,
-        tokens: &[Q8Row],
-        first_row: usize,
-        outs: &mut [&mut [f32]],
-    ) {
-        assert!(available() && tokens.len() == outs.len());
-        let rows = outs.first().map_or(0, |out| out.len());
-        for (group, outs) in tokens.chunks(TILE_TOKENS).zip(outs.chunks_mut(TILE_TOKENS)) {
-            let mut i = 0;
-            while i < rows {
-                let full = rows - i >= TILE_ROWS;
-                // SAFETY: the CPU has AVX2 and FMA (asserted above).
-                #[allow(unsafe_code)]
-                unsafe {
-                    match (full, group.len()) {
-                        (true, 1) => tile::<TILE_ROWS, 1>(m, group, first_row, i, outs),
-                        (true, 2) => tile::<TILE_ROWS, 2>(m, group, first_row, i, outs),
-                        (true, 3) => tile::<TILE_ROWS, 3>(m, group, first_row, i, outs),
-                        (true, _) => tile::<TILE_ROWS, TILE_TOKENS>(m, group, first_row, i, outs),
-                        (false, 1) => tile::<1, 1>(m, group, first_row, i, outs),
-                        (false, 2) => tile::<1, 2>(m, group, first_row, i, outs),
-                        (false, 3) => tile::<1, 3>(m, group, first_row, i, outs),
-                        (false, _) => tile::<1, TILE_TOKENS>(m, group, first_row, i, outs),
-                    }
-                }
-                i += if full { TILE_ROWS } else { 1 };
-            }
+    /// One row's dot product with `x`; only called when [`available`].
+    pub(super) fn dot(nibbles: &[[u8; BLOCK / 2]], scales: &[f32], mins: &[f32], x: &Q8Row) -> f32 {
+        assert!(available());
+        // SAFETY: the CPU has AVX2 and FMA (asserted above).
+        #[allow(unsafe_code)]
+        unsafe {
+            dot_avx2(nibbles, scales, mins, x)
         }
     }
 
-    /// Rows `first_row + i ..+ R` times `tokens[..T]`, into `outs[t][i..]`.
     #[target_feature(enable = "avx2,fma")]
-    fn tile<const R: usize, const T: usize>(
-        m: &Q4_1Matrix,
-        tokens: &[Q8Row],
-        first_row: usize,
-        i: usize,
-        outs: &mut [&mut [f32]],
-    ) {
+    fn dot_avx2(nibbles: &[[u8; BLOCK / 2]], scales: &[f32], mins: &[f32], x: &Q8Row) -> f32 {
+        let mut acc: __m256 = _mm256_setzero_ps();
+        let mut min_sums = 0f32;
         let low_mask = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let rows: [std::ops::Range<usize>; R] =
-            std::array::from_fn(|r| m.row_blocks(first_row + i + r));
-        let mut acc = [[_mm256_setzero_ps(); T]; R];
-        for k in 0..m.cols / BLOCK {
-            let q: [__m256i; R] = std::array::from_fn(|r| {
-                // SAFETY: a block's nibbles are 16 readable bytes.
-                #[allow(unsafe_code)]
-                let packed =
-                    unsafe { _mm_loadu_si128(m.nibbles[rows[r].start + k].as_ptr().cast()) };
-                _mm256_and_si256(
-                    _mm256_insertf128_si256::<1>(
-                        _mm256_castsi128_si256(packed),
-                        _mm_srli_epi16::<4>(packed),
-                    ),
-                    low_mask,
+        let blocks = nibbles
+            .iter()
+            .zip(scales.iter().zip(mins))
+            .zip(x.values.iter().zip(x.scales.iter().zip(&x.sums)));
+        for ((nibbles, (scale, min)), (values, (x_scale, x_sum))) in blocks {
+            min_sums += min * x_sum;
+            // SAFETY: `nibbles` is 16 readable bytes and `values` 32; both loads
+            // are unaligned ones.
+            #[allow(unsafe_code)]
+            let (packed, y) = unsafe {
+                (
+                    _mm_loadu_si128(nibbles.as_ptr().cast::<__m128i>()),
+                    _mm256_loadu_si256(values.as_ptr().cast::<__m256i>()),
                 )
-            });
-            for (t, x) in tokens.iter().take(T).enumerate() {
-                // SAFETY: a block's values are 32 readable bytes.
-                #[allow(unsafe_code)]
-                let y = unsafe { _mm256_loadu_si256(x.values[k].as_ptr().cast::<__m256i>()) };
-                for r in 0..R {
-                    let products = _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], y), ones);
-                    let scale = _mm256_set1_ps(m.scales[rows[r].start + k] * x.scales[k]);
-                    acc[r][t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(products), acc[r][t]);
-                }
-            }
+            };
+            // Low nibbles in bytes 0-15 (values 0-15), high ones in 16-31.
+            let both = _mm256_insertf128_si256::<1>(
+                _mm256_castsi128_si256(packed),
+                _mm_srli_epi16::<4>(packed),
+            );
+            let q = _mm256_and_si256(both, low_mask);
+            // u8 x i8 products summed in pairs (at most 2 * 15 * 127: no
+            // saturation), then in fours, as eight i32 lanes.
+            let products = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
+            let scale = _mm256_set1_ps(scale * x_scale);
+            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(products), acc);
         }
-        for (r, row) in rows.into_iter().enumerate() {
-            for (t, x) in tokens.iter().take(T).enumerate() {
-                let mut min_sums = 0f32;
-                for (min, x_sum) in m.mins[row.clone()].iter().zip(&x.sums) {
-                    min_sums += min * x_sum;
-                }
-                outs[t][i + r] = hsum(acc[r][t]) + min_sums;
-            }
-        }
+        hsum(acc) + min_sums
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -376,6 +341,13 @@ mod tests {
                 })
                 .collect();
             let tiles: Vec<Vec<f32>> = ours.forward(&x_tensor).unwrap().to_vec2().unwrap();
+            let by_rows: Vec<Vec<f32>> = (0..tokens)
+                .map(|t| {
+                    let mut got = vec![0f32; rows];
+                    ours.dot_rows(&quantize_row(&x[t * cols..(t + 1) * cols]), 0, &mut got);
+                    got
+                })
+                .collect();
             for (got, want) in portable.iter().flatten().zip(candle.iter().flatten()) {
                 assert!(
                     (got - want).abs() <= 0.1,
@@ -390,45 +362,11 @@ mod tests {
                     );
                 }
             };
-            // The dispatched tiles (AVX-512 VNNI or AVX2, as the CPU has) and
-            // the AVX2 tiles: the portable loop's arithmetic up to summation
-            // order.
+            // The dispatched tiles (AVX-512 VNNI where the CPU has it) and the
+            // row-at-a-time loop (AVX2 where it has that): the portable loop's
+            // arithmetic up to summation order.
             close(&tiles, &portable, 1e-5, "tiles");
-            #[cfg(target_arch = "x86_64")]
-            if avx2::available() {
-                let rows_of = |t: usize| quantize_row(&x[t * cols..(t + 1) * cols]);
-                let quantized: Vec<Q8Row> = (0..tokens).map(rows_of).collect();
-                let mut avx2_tiles = vec![vec![0f32; rows]; tokens];
-                let mut outs: Vec<&mut [f32]> =
-                    avx2_tiles.iter_mut().map(Vec::as_mut_slice).collect();
-                avx2::dot_tiles(&ours, &quantized, 0, &mut outs);
-                close(&avx2_tiles, &portable, 1e-5, "AVX2 tiles");
-            }
-        }
-    }
-
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn avx2_products_do_not_depend_on_their_tile() {
-        if !avx2::available() {
-            return;
-        }
-        // 7 tokens and 129 rows from row 3: full and partial tiles both ways.
-        let (rows, cols) = (132, 576);
-        let w = Tensor::from_vec(random(rows * cols, 5), (rows, cols), &Device::Cpu).unwrap();
-        let ours = Q4_1Matrix::new(&QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
-        let tokens: Vec<Q8Row> = (0..7)
-            .map(|t| quantize_row(&random(cols, 40 + t)))
-            .collect();
-        let mut together = vec![vec![0f32; rows - 3]; tokens.len()];
-        let mut outs: Vec<&mut [f32]> = together.iter_mut().map(Vec::as_mut_slice).collect();
-        avx2::dot_tiles(&ours, &tokens, 3, &mut outs);
-        for (t, x) in tokens.iter().enumerate() {
-            for row in 3..rows {
-                let mut alone = [0f32];
-                avx2::dot_tiles(&ours, std::slice::from_ref(x), row, &mut [&mut alone]);
-                assert_eq!(alone[0], together[t][row - 3], "token {t}, row {row}");
-            }
+            close(&by_rows, &portable, 1e-5, "row at a time");
         }
     }
 

@@ -53,8 +53,9 @@ pub struct LoadedModel {
 #[derive(Clone)]
 pub struct LoadOptions {
     /// Dtype of the dense weights and of the activations. Safetensors: when
-    /// `None`, f32 on the CPU and bf16 on a GPU. GGUF: `None` keeps projections quantized (the rest in f32); a
-    /// dtype dequantizes every tensor to it, as transformers does with GGUF.
+    /// `None`, f32 on the CPU and bf16 on a GPU. GGUF: `None` keeps
+    /// projections quantized (the rest in f32); a dtype dequantizes every
+    /// tensor to it, as transformers does with GGUF.
     pub dtype: Option<FloatType>,
     /// Quantize a safetensors checkpoint's projections while loading.
     pub quantize: Option<Quantization>,

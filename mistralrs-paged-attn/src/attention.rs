@@ -102,9 +102,10 @@ fn causal_mask(
 /// - `context_lens`: each sequence's context length (its slots that count).
 ///
 /// On the CPU and on NVIDIA GPUs, a kernel reads the keys and values where
-/// they lie in the cache (`cpu_decode`, `cuda_decode`); otherwise (a q8_0 cache
-/// on a GPU) [`paged_attention`] runs per sequence with one query each. Either way a sequence gets what it would get alone, whatever
-/// else is in the batch. Returns `[n, heads * head_dim]`.
+/// they lie in the cache (`cpu_decode`, `cuda_decode`); otherwise (a q8_0
+/// cache on a GPU) [`paged_attention`] runs per sequence with one query each.
+/// Either way a sequence gets what it would get alone, whatever else is in
+/// the batch. Returns `[n, heads * head_dim]`.
 pub fn paged_attention_decode(
     q: &Tensor,
     k_cache: &CacheRows,

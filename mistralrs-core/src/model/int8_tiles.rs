@@ -49,28 +49,30 @@ pub(super) fn quantize_row(x: &[f32]) -> Q8Row {
         scales: Vec::with_capacity(blocks),
         sums: Vec::with_capacity(blocks),
     };
-    #[cfg(target_arch = "x86_64")]
-    let vectorized = avx512::available();
-    #[cfg(not(target_arch = "x86_64"))]
-    let vectorized = false;
+    let quantize: QuantizeBlock = {
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() {
+            avx512::quantize_block
+        } else if avx2::available() {
+            avx2::quantize_block
+        } else {
+            quantize_block
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        quantize_block
+    };
     for block in x.chunks_exact(BLOCK) {
         let mut values = [0i8; BLOCK];
-        let (scale, sum) = if vectorized {
-            #[cfg(target_arch = "x86_64")]
-            {
-                avx512::quantize_block(block, &mut values)
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!()
-        } else {
-            quantize_block(block, &mut values)
-        };
+        let (scale, sum) = quantize(block, &mut values);
         row.values.push(values);
         row.scales.push(f16::from_f32(scale).to_f32());
         row.sums.push(f16::from_f32(scale * sum as f32).to_f32());
     }
     row
 }
+
+/// A kernel of [`quantize_block`]'s arithmetic.
+type QuantizeBlock = fn(&[f32], &mut [i8; BLOCK]) -> (f32, i32);
 
 /// One block rounded to 8 bits: its values into `values`, and its unrounded
 /// scale and the sum of its values.
@@ -170,6 +172,101 @@ pub(super) fn tiled_forward(
     });
     drop(items);
     Ok(Tensor::from_vec(out, (tokens, rows), &Device::Cpu)?)
+}
+
+/// What the AVX2 kernels (x86-64 CPUs without AVX-512 VNNI) share: the
+/// check for the CPU, and activations rounded to 8 bits eight at a time.
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx2 {
+    use std::arch::x86_64::{
+        __m256, __m256i, _CMP_GE_OQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_ZERO, _mm_add_epi32,
+        _mm_cvtsi128_si32, _mm_cvtss_f32, _mm_max_ps, _mm_movehdup_ps, _mm_movehl_ps,
+        _mm_shuffle_epi32, _mm256_add_epi32, _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps,
+        _mm256_castps256_ps128, _mm256_castsi256_si128, _mm256_cmp_ps, _mm256_cvttps_epi32,
+        _mm256_extractf128_ps, _mm256_extracti128_si256, _mm256_loadu_ps, _mm256_max_ps,
+        _mm256_mul_ps, _mm256_or_ps, _mm256_packs_epi16, _mm256_packs_epi32,
+        _mm256_permutevar8x32_epi32, _mm256_round_ps, _mm256_set1_ps, _mm256_setr_epi32,
+        _mm256_storeu_si256, _mm256_sub_ps,
+    };
+
+    use super::BLOCK;
+
+    /// Whether this CPU runs the AVX2 kernels.
+    pub(crate) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    /// [`super::quantize_block`] eight values at a time, bit for bit: the
+    /// same products, and `round` (half away from zero) as truncation plus
+    /// one step away from zero where the dropped part is at least a half.
+    pub(crate) fn quantize_block(block: &[f32], values: &mut [i8; BLOCK]) -> (f32, i32) {
+        assert!(available() && block.len() == BLOCK);
+        // SAFETY: the CPU has AVX2 (asserted above).
+        #[allow(unsafe_code)]
+        unsafe {
+            quantize_block_avx2(block, values)
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn quantize_block_avx2(block: &[f32], values: &mut [i8; BLOCK]) -> (f32, i32) {
+        let sign_bit = _mm256_set1_ps(-0.0);
+        let mut x = [_mm256_set1_ps(0.0); 4];
+        let mut amax = _mm256_set1_ps(0.0);
+        for (j, x) in x.iter_mut().enumerate() {
+            // SAFETY: `block` holds 32 values, four loads of 8.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { _mm256_loadu_ps(block.as_ptr().add(8 * j)) };
+            *x = loaded;
+            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_bit, loaded));
+        }
+        let halves = _mm_max_ps(
+            _mm256_extractf128_ps::<1>(amax),
+            _mm256_castps256_ps128(amax),
+        );
+        let quarters = _mm_max_ps(halves, _mm_movehl_ps(halves, halves));
+        let amax = _mm_cvtss_f32(_mm_max_ps(quarters, _mm_movehdup_ps(quarters)));
+        let scale = amax / 127.0;
+        let inverse = _mm256_set1_ps(if scale != 0.0 { 1.0 / scale } else { 0.0 });
+        let q: [__m256i; 4] = [
+            round(x[0], inverse),
+            round(x[1], inverse),
+            round(x[2], inverse),
+            round(x[3], inverse),
+        ];
+        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let sum = _mm_add_epi32(
+            _mm256_castsi256_si128(sum),
+            _mm256_extracti128_si256::<1>(sum),
+        );
+        let sum = _mm_add_epi32(sum, _mm_shuffle_epi32::<0b01_00_11_10>(sum));
+        let sum = _mm_add_epi32(sum, _mm_shuffle_epi32::<0b10_11_00_01>(sum));
+        // Packing works within 128-bit lanes: the permutation puts the
+        // values back in order.
+        let packed = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let packed = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        // SAFETY: `values` is 32 writable bytes.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm256_storeu_si256(values.as_mut_ptr().cast(), packed)
+        };
+        (scale, _mm_cvtsi128_si32(sum))
+    }
+
+    /// `round(x * inverse)` per lane, as integers.
+    #[target_feature(enable = "avx2,fma")]
+    fn round(x: __m256, inverse: __m256) -> __m256i {
+        let t = _mm256_mul_ps(x, inverse);
+        let whole = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
+        let sign_bit = _mm256_set1_ps(-0.0);
+        let dropped = _mm256_andnot_ps(sign_bit, _mm256_sub_ps(t, whole));
+        let away = _mm256_cmp_ps::<_CMP_GE_OQ>(dropped, _mm256_set1_ps(0.5));
+        let step = _mm256_or_ps(_mm256_and_ps(t, sign_bit), _mm256_set1_ps(1.0));
+        _mm256_cvttps_epi32(_mm256_add_ps(whole, _mm256_and_ps(away, step)))
+    }
 }
 
 /// The AVX-512 VNNI tiles: four rows by up to four tokens share their loads
@@ -361,10 +458,6 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn vectorized_rounding_matches_the_portable_one() {
-        if !avx512::available() {
-            eprintln!("no AVX-512 here: only the portable rounding runs");
-            return;
-        }
         // Random blocks, a zero block, and one whose scale is 1 so that the
         // halves are exact ties in both directions.
         let mut blocks: Vec<Vec<f32>> = (0..64).map(|i| random(BLOCK, 100 + i)).collect();
@@ -374,12 +467,22 @@ mod tests {
                 .map(|i| if i == 0 { 127.0 } else { i as f32 * 0.5 - 8.0 })
                 .collect(),
         );
-        for block in &blocks {
-            let (mut want, mut got) = ([0i8; BLOCK], [0i8; BLOCK]);
-            let expected = quantize_block(block, &mut want);
-            let actual = avx512::quantize_block(block, &mut got);
-            assert_eq!((got, actual.1), (want, expected.1), "{block:?}");
-            assert_eq!(actual.0.to_bits(), expected.0.to_bits());
+        let mut kernels: Vec<(&str, QuantizeBlock)> = Vec::new();
+        if avx512::available() {
+            kernels.push(("AVX-512", avx512::quantize_block));
+        }
+        if avx2::available() {
+            kernels.push(("AVX2", avx2::quantize_block));
+        }
+        assert!(!kernels.is_empty(), "an x86-64 CPU without AVX2");
+        for (name, kernel) in kernels {
+            for block in &blocks {
+                let (mut want, mut got) = ([0i8; BLOCK], [0i8; BLOCK]);
+                let expected = quantize_block(block, &mut want);
+                let actual = kernel(block, &mut got);
+                assert_eq!((got, actual.1), (want, expected.1), "{name}: {block:?}");
+                assert_eq!(actual.0.to_bits(), expected.0.to_bits(), "{name}");
+            }
         }
     }
 }

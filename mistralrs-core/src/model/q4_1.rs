@@ -6,11 +6,12 @@
 //! bits per block of 32 with f16 scales, integer dot products per block, scaled
 //! and summed in f32. The portable loop sums blocks in order, as candle's
 //! reference loop (whose activation block sums round once more, see
-//! `int8_tiles::quantize_row`); the AVX2 loop is ggml's own AVX2 one (eight
-//! lanes of partial sums, added up at the end), so its rounding differs from
-//! the portable loop's in the last bits, as ggml's does. Where the CPU has
-//! AVX-512 VNNI, tiles of rows by tokens share their loads, which is what
-//! makes prefill and batched decode cheaper per token than one row at a time.
+//! `int8_tiles::quantize_row`). Where the CPU has AVX-512 VNNI, tiles of rows
+//! by tokens share their loads; where it has AVX2 only, eight rows interleaved
+//! in memory are computed at once, one per lane (see [`Layout`]), which is
+//! what makes prefill and batched decode cheaper per token than one row at a
+//! time. The vectorized kernels' rounding differs from the portable loop's in
+//! the last bits, as ggml's does.
 
 use candle_core::Tensor;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -22,39 +23,128 @@ use crate::{Error, Result};
 /// Bytes of a stored block: f16 scale, f16 minimum, 16 bytes of nibbles.
 const BLOCK_BYTES: usize = 20;
 
-/// A `[rows, cols]` Q4_1 matrix, split into arrays the dot product reads
-/// linearly: `value = scale * nibble + min`, nibble `j` of a block in the low
-/// half of byte `j % 16` for `j < 16`, in the high half otherwise.
+/// Rows the AVX2 kernel computes together, one per lane.
+const GROUP_ROWS: usize = 8;
+
+/// How a matrix's blocks are ordered in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Row by row, each row's blocks in order: what the AVX-512 tiles and
+    /// the portable loop read.
+    Rows,
+    /// For the AVX2 kernel: groups of [`GROUP_ROWS`] rows, and within a group
+    /// block by block: the eight rows' scales, their minimums, and their
+    /// nibbles in four runs of 32 bytes, run `p` holding bytes `4p..4p + 4`
+    /// of each row in turn, so that one 32-bit lane holds one row's values.
+    EightRows,
+}
+
+impl Layout {
+    /// The layout the fastest kernel this CPU runs reads, for `rows` rows.
+    fn for_this_cpu(rows: usize) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if !int8_tiles::avx512::available()
+            && int8_tiles::avx2::available()
+            && rows.is_multiple_of(GROUP_ROWS)
+        {
+            return Self::EightRows;
+        }
+        let _ = rows;
+        Self::Rows
+    }
+}
+
+/// A `[rows, cols]` Q4_1 matrix, split into arrays the kernels read
+/// linearly (in the order [`Layout`] says): `value = scale * nibble + min`,
+/// nibble `j` of a block in the low half of byte `j % 16` for `j < 16`, in
+/// the high half otherwise.
 #[derive(Debug, Clone)]
 pub(crate) struct Q4_1Matrix {
     rows: usize,
     cols: usize,
+    layout: Layout,
     scales: Vec<f32>,
     mins: Vec<f32>,
     nibbles: Vec<[u8; BLOCK / 2]>,
 }
 
 impl Q4_1Matrix {
-    /// The matrix of a Q4_1 tensor `[rows, cols]`.
+    /// The matrix of a Q4_1 tensor `[rows, cols]`, laid out for this CPU.
     pub(crate) fn new(tensor: &QTensor) -> Result<Self> {
+        let (rows, _) = tensor.shape().dims2()?;
+        Self::with_layout(tensor, Layout::for_this_cpu(rows))
+    }
+
+    /// The matrix of a Q4_1 tensor `[rows, cols]` in `layout`.
+    pub(crate) fn with_layout(tensor: &QTensor, layout: Layout) -> Result<Self> {
         let (rows, cols, data) = int8_tiles::stored_blocks(tensor, GgmlDType::Q4_1, BLOCK_BYTES)?;
         let blocks = rows * cols / BLOCK;
         let mut matrix = Self {
             rows,
             cols,
-            scales: Vec::with_capacity(blocks),
-            mins: Vec::with_capacity(blocks),
-            nibbles: Vec::with_capacity(blocks),
+            layout,
+            scales: vec![0.0; blocks],
+            mins: vec![0.0; blocks],
+            nibbles: vec![[0; BLOCK / 2]; blocks],
         };
-        for block in data.chunks_exact(BLOCK_BYTES) {
+        let row_blocks = cols / BLOCK;
+        for (n, block) in data.chunks_exact(BLOCK_BYTES).enumerate() {
+            let (row, k) = (n / row_blocks, n % row_blocks);
             let f16_at = |i: usize| f16::from_le_bytes([block[i], block[i + 1]]).to_f32();
-            matrix.scales.push(f16_at(0));
-            matrix.mins.push(f16_at(2));
-            let mut nibbles = [0u8; BLOCK / 2];
-            nibbles.copy_from_slice(&block[4..]);
-            matrix.nibbles.push(nibbles);
+            let at = matrix.index(row, k);
+            matrix.scales[at] = f16_at(0);
+            matrix.mins[at] = f16_at(2);
+            match layout {
+                Layout::Rows => matrix.nibbles[n].copy_from_slice(&block[4..]),
+                Layout::EightRows => {
+                    let runs = matrix.nibble_runs(row, k);
+                    for (p, run) in runs.into_iter().enumerate() {
+                        let (entry, offset) = run;
+                        matrix.nibbles[entry][offset..offset + 4]
+                            .copy_from_slice(&block[4 + 4 * p..8 + 4 * p]);
+                    }
+                }
+            }
         }
         Ok(matrix)
+    }
+
+    /// Where block `k` of row `row` keeps its scale and minimum.
+    fn index(&self, row: usize, k: usize) -> usize {
+        match self.layout {
+            Layout::Rows => row * (self.cols / BLOCK) + k,
+            Layout::EightRows => {
+                let (group, lane) = (row / GROUP_ROWS, row % GROUP_ROWS);
+                (group * (self.cols / BLOCK) + k) * GROUP_ROWS + lane
+            }
+        }
+    }
+
+    /// In [`Layout::EightRows`], where bytes `4p..4p + 4` of block `k` of
+    /// row `row` lie, for `p` in 0..4: an entry of `nibbles` and an offset
+    /// in it (a run of 32 bytes is two entries).
+    fn nibble_runs(&self, row: usize, k: usize) -> [(usize, usize); 4] {
+        let first = self.index(row - row % GROUP_ROWS, k);
+        let lane = row % GROUP_ROWS;
+        std::array::from_fn(|p| {
+            let byte = 32 * p + 4 * lane;
+            (first + byte / 16, byte % 16)
+        })
+    }
+
+    /// The 16 bytes of nibbles of block `k` of row `row`.
+    fn block_nibbles(&self, row: usize, k: usize) -> [u8; BLOCK / 2] {
+        match self.layout {
+            Layout::Rows => self.nibbles[self.index(row, k)],
+            Layout::EightRows => {
+                let mut nibbles = [0u8; BLOCK / 2];
+                for (p, (entry, offset)) in self.nibble_runs(row, k).into_iter().enumerate() {
+                    nibbles[4 * p..4 * p + 4]
+                        .copy_from_slice(&self.nibbles[entry][offset..offset + 4]);
+                }
+                nibbles
+            }
+        }
     }
 
     /// Memory the matrix takes.
@@ -76,58 +166,45 @@ impl Q4_1Matrix {
         })
     }
 
-    /// `outs[t][i]` = token `t` times row `first_row + i`, with the fastest
-    /// loop this CPU runs. Each product is computed the same way whatever
-    /// tokens and rows share the call, so a sequence's logits do not depend
-    /// on what is batched with it.
+    /// `outs[t][i]` = token `t` times row `first_row + i`, with the kernel
+    /// for the matrix's layout and this CPU. Each product is computed the
+    /// same way whatever tokens and rows share the call, so a sequence's
+    /// logits do not depend on what is batched with it.
     fn dot_tile(&self, tokens: &[Q8Row], first_row: usize, outs: &mut [&mut [f32]]) {
         #[cfg(target_arch = "x86_64")]
-        if int8_tiles::avx512::available() {
-            int8_tiles::avx512::dot_tiles(self, tokens, first_row, outs);
-            return;
+        match self.layout {
+            Layout::EightRows => {
+                avx2::dot_groups(self, tokens, first_row, outs);
+                return;
+            }
+            Layout::Rows if int8_tiles::avx512::available() => {
+                int8_tiles::avx512::dot_tiles(self, tokens, first_row, outs);
+                return;
+            }
+            Layout::Rows => {}
         }
         for (x, out) in tokens.iter().zip(outs.iter_mut()) {
-            self.dot_rows(x, first_row, out);
+            self.dot_rows_portable(x, first_row, out);
         }
     }
 
-    /// The blocks of row `row`.
+    /// The blocks of row `row` in [`Layout::Rows`].
     fn row_blocks(&self, row: usize) -> std::ops::Range<usize> {
         int8_tiles::row_blocks(self.cols, row)
     }
 
     /// Dot products of `x` with rows `first_row..first_row + out.len()`, one
-    /// row at a time.
-    fn dot_rows(&self, x: &Q8Row, first_row: usize, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if avx2::available() {
-            for (i, out) in out.iter_mut().enumerate() {
-                let row = self.row_blocks(first_row + i);
-                *out = avx2::dot(
-                    &self.nibbles[row.clone()],
-                    &self.scales[row.clone()],
-                    &self.mins[row],
-                    x,
-                );
-            }
-            return;
-        }
-        self.dot_rows_portable(x, first_row, out);
-    }
-
+    /// row at a time, blocks summed in order (candle's loop), in any layout.
     fn dot_rows_portable(&self, x: &Q8Row, first_row: usize, out: &mut [f32]) {
         for (i, out) in out.iter_mut().enumerate() {
-            let row = self.row_blocks(first_row + i);
+            let row = first_row + i;
             let mut sum = 0f32;
-            for ((((nibbles, scale), min), (values, x_scale)), x_sum) in self.nibbles[row.clone()]
-                .iter()
-                .zip(&self.scales[row.clone()])
-                .zip(&self.mins[row])
-                .zip(x.values.iter().zip(&x.scales))
-                .zip(&x.sums)
+            for (k, ((values, x_scale), x_sum)) in
+                x.values.iter().zip(&x.scales).zip(&x.sums).enumerate()
             {
-                let dot = block_dot(nibbles, values);
-                sum += dot as f32 * scale * x_scale + min * x_sum;
+                let at = self.index(row, k);
+                let dot = block_dot(&self.block_nibbles(row, k), values);
+                sum += dot as f32 * self.scales[at] * x_scale + self.mins[at] * x_sum;
             }
             *out = sum;
         }
@@ -224,75 +301,133 @@ mod avx512 {
     }
 }
 
-/// ggml's AVX2 `ggml_vec_dot_q4_1_q8_1`.
+/// The AVX2 kernel for Q4_1, over [`Layout::EightRows`]: eight rows at once,
+/// one per 32-bit lane, so no lane ever needs summing across. Per block and
+/// token, eight `vpmaddubsw` (four nibbles of each row by four values of the
+/// token, broadcast) add up in 16 bits (at most 8 * 2 * 15 * 127 = 30,480: no
+/// overflow), one `vpmaddwd` widens them, and the block's scales and
+/// minimums enter in f32: per row, `sum = fma(scale * x_scale, dot, sum)`,
+/// then `sum = fma(min, x_sum, sum)`, block after block. Per product the
+/// same operations whatever shares the call. ggml's AVX2 loop instead keeps
+/// eight partial sums of one row, each block waiting on the one before.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m128i, __m256, __m256i, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_loadu_si128,
-        _mm_movehdup_ps, _mm_movehl_ps, _mm_srli_epi16, _mm256_and_si256, _mm256_castps256_ps128,
-        _mm256_castsi128_si256, _mm256_cvtepi32_ps, _mm256_extractf128_ps, _mm256_fmadd_ps,
-        _mm256_insertf128_si256, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16,
-        _mm256_set1_epi8, _mm256_set1_epi16, _mm256_set1_ps, _mm256_setzero_ps,
+        __m256i, _mm256_add_epi16, _mm256_and_si256, _mm256_cvtepi32_ps, _mm256_fmadd_ps,
+        _mm256_loadu_ps, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16,
+        _mm256_mul_ps, _mm256_set1_epi8, _mm256_set1_epi16, _mm256_set1_epi32, _mm256_set1_ps,
+        _mm256_setzero_ps, _mm256_setzero_si256, _mm256_srli_epi16, _mm256_storeu_ps,
     };
 
-    use super::{BLOCK, Q8Row};
+    use super::{BLOCK, GROUP_ROWS, Q4_1Matrix, Q8Row};
+    use crate::model::int8_tiles::avx2::available;
 
-    /// Whether this CPU runs the AVX2 loop.
-    pub(super) fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
+    /// Tokens per call of the kernel: with their 16-bit sums, 8 of AVX2's 16
+    /// registers.
+    const TOKENS: usize = 4;
 
-    /// One row's dot product with `x`; only called when [`available`].
-    pub(super) fn dot(nibbles: &[[u8; BLOCK / 2]], scales: &[f32], mins: &[f32], x: &Q8Row) -> f32 {
-        assert!(available());
-        // SAFETY: the CPU has AVX2 and FMA (asserted above).
-        #[allow(unsafe_code)]
-        unsafe {
-            dot_avx2(nibbles, scales, mins, x)
+    /// `outs[t][i]` = `tokens[t]` times row `first_row + i`, eight rows and up
+    /// to four tokens at a time. Only for [`super::Layout::EightRows`].
+    pub(super) fn dot_groups(
+        m: &Q4_1Matrix,
+        tokens: &[Q8Row],
+        first_row: usize,
+        outs: &mut [&mut [f32]],
+    ) {
+        let rows = outs.first().map_or(0, |out| out.len());
+        assert!(
+            available()
+                && tokens.len() == outs.len()
+                && first_row.is_multiple_of(GROUP_ROWS)
+                && rows.is_multiple_of(GROUP_ROWS)
+                && tokens.iter().all(|x| x.values.len() == m.cols / BLOCK)
+        );
+        for (group, outs) in tokens.chunks(TOKENS).zip(outs.chunks_mut(TOKENS)) {
+            for i in (0..rows).step_by(GROUP_ROWS) {
+                // SAFETY: the CPU has AVX2 and FMA, and the shapes hold
+                // (asserted above).
+                #[allow(unsafe_code)]
+                unsafe {
+                    match group.len() {
+                        1 => eight_rows::<1>(m, group, first_row, i, outs),
+                        2 => eight_rows::<2>(m, group, first_row, i, outs),
+                        3 => eight_rows::<3>(m, group, first_row, i, outs),
+                        _ => eight_rows::<TOKENS>(m, group, first_row, i, outs),
+                    }
+                }
+            }
         }
     }
 
+    /// Rows `first_row + i ..+ 8` times `tokens[..T]`, into `outs[t][i..]`.
     #[target_feature(enable = "avx2,fma")]
-    fn dot_avx2(nibbles: &[[u8; BLOCK / 2]], scales: &[f32], mins: &[f32], x: &Q8Row) -> f32 {
-        let mut acc: __m256 = _mm256_setzero_ps();
-        let mut min_sums = 0f32;
+    fn eight_rows<const T: usize>(
+        m: &Q4_1Matrix,
+        tokens: &[Q8Row],
+        first_row: usize,
+        i: usize,
+        outs: &mut [&mut [f32]],
+    ) {
         let low_mask = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let blocks = nibbles
-            .iter()
-            .zip(scales.iter().zip(mins))
-            .zip(x.values.iter().zip(x.scales.iter().zip(&x.sums)));
-        for ((nibbles, (scale, min)), (values, (x_scale, x_sum))) in blocks {
-            min_sums += min * x_sum;
-            // SAFETY: `nibbles` is 16 readable bytes and `values` 32; both loads
-            // are unaligned ones.
+        let blocks = m.cols / BLOCK;
+        let first = m.index(first_row + i, 0);
+        let scales = &m.scales[first..first + blocks * GROUP_ROWS];
+        let mins = &m.mins[first..first + blocks * GROUP_ROWS];
+        let nibbles = &m.nibbles[first..first + blocks * GROUP_ROWS];
+        let tokens = &tokens[..T];
+        let mut sums = [_mm256_setzero_ps(); T];
+        for k in 0..blocks {
+            let mut dots = [_mm256_setzero_si256(); T];
+            for p in 0..4 {
+                // SAFETY: run `p` of the block is two entries, 32 readable bytes.
+                #[allow(unsafe_code)]
+                let run = unsafe {
+                    _mm256_loadu_si256(nibbles[k * GROUP_ROWS + 2 * p..][..2].as_ptr().cast())
+                };
+                // Per lane (row): values 4p..4p+4, then 16+4p..16+4p+4.
+                let low = _mm256_and_si256(run, low_mask);
+                let high = _mm256_and_si256(_mm256_srli_epi16::<4>(run), low_mask);
+                for (dot, x) in dots.iter_mut().zip(tokens) {
+                    let values = &x.values[k];
+                    let products = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(low, broadcast_four(values, 4 * p)),
+                        _mm256_maddubs_epi16(high, broadcast_four(values, 16 + 4 * p)),
+                    );
+                    *dot = _mm256_add_epi16(*dot, products);
+                }
+            }
+            // SAFETY: the block's eight scales and eight minimums are 32
+            // readable bytes each.
             #[allow(unsafe_code)]
-            let (packed, y) = unsafe {
+            let (w_scales, w_mins) = unsafe {
                 (
-                    _mm_loadu_si128(nibbles.as_ptr().cast::<__m128i>()),
-                    _mm256_loadu_si256(values.as_ptr().cast::<__m256i>()),
+                    _mm256_loadu_ps(scales[k * GROUP_ROWS..][..GROUP_ROWS].as_ptr()),
+                    _mm256_loadu_ps(mins[k * GROUP_ROWS..][..GROUP_ROWS].as_ptr()),
                 )
             };
-            // Low nibbles in bytes 0-15 (values 0-15), high ones in 16-31.
-            let both = _mm256_insertf128_si256::<1>(
-                _mm256_castsi128_si256(packed),
-                _mm_srli_epi16::<4>(packed),
-            );
-            let q = _mm256_and_si256(both, low_mask);
-            // u8 x i8 products summed in pairs (at most 2 * 15 * 127: no
-            // saturation), then in fours, as eight i32 lanes.
-            let products = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
-            let scale = _mm256_set1_ps(scale * x_scale);
-            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(products), acc);
+            for ((sum, dot), x) in sums.iter_mut().zip(dots).zip(tokens) {
+                let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, ones));
+                let scale = _mm256_mul_ps(w_scales, _mm256_set1_ps(x.scales[k]));
+                *sum = _mm256_fmadd_ps(scale, dot, *sum);
+                *sum = _mm256_fmadd_ps(w_mins, _mm256_set1_ps(x.sums[k]), *sum);
+            }
         }
-        hsum(acc) + min_sums
+        for (sum, out) in sums.iter().zip(outs.iter_mut()) {
+            // SAFETY: `out[i..i + 8]` is 8 writable f32 (rows are whole groups).
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm256_storeu_ps(out[i..i + GROUP_ROWS].as_mut_ptr(), *sum)
+            };
+        }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(x: __m256) -> f32 {
-        let halves = _mm_add_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
-        let quarters = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
-        _mm_cvtss_f32(_mm_add_ss(quarters, _mm_movehdup_ps(quarters)))
+    /// Values `at..at + 4` of a block in every 32-bit lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn broadcast_four(values: &[i8; BLOCK], at: usize) -> __m256i {
+        let four = [values[at], values[at + 1], values[at + 2], values[at + 3]];
+        _mm256_set1_epi32(i32::from_le_bytes(four.map(|v| v as u8)))
     }
 }
 
@@ -322,6 +457,7 @@ mod tests {
         let (rows, cols) = (200, 192);
         let w = Tensor::from_vec(random(rows * cols, 1), (rows, cols), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+        let q_again = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
         let ours = Q4_1Matrix::new(&q).unwrap();
         let candle = QMatMul::from_qtensor(q).unwrap();
         for tokens in [1, 3, 17] {
@@ -332,22 +468,29 @@ mod tests {
             // block sums, which candle rounds once more: at most an f16 ulp of
             // a sum (< 16 here: 2^-7) times a minimum (> -2) per block, 6
             // blocks, so within 0.1.
+            let by_rows = Q4_1Matrix::with_layout(&q_again, Layout::Rows).unwrap();
             let portable: Vec<Vec<f32>> = (0..tokens)
                 .map(|t| {
                     let mut got = vec![0f32; rows];
                     let row = quantize_row(&x[t * cols..(t + 1) * cols]);
-                    ours.dot_rows_portable(&row, 0, &mut got);
+                    by_rows.dot_rows_portable(&row, 0, &mut got);
                     got
                 })
                 .collect();
             let tiles: Vec<Vec<f32>> = ours.forward(&x_tensor).unwrap().to_vec2().unwrap();
-            let by_rows: Vec<Vec<f32>> = (0..tokens)
-                .map(|t| {
+            // The portable loop reads every layout alike.
+            for layout in [Layout::Rows, Layout::EightRows] {
+                let other = Q4_1Matrix::with_layout(&q_again, layout).unwrap();
+                for (t, want) in portable.iter().enumerate() {
                     let mut got = vec![0f32; rows];
-                    ours.dot_rows(&quantize_row(&x[t * cols..(t + 1) * cols]), 0, &mut got);
-                    got
-                })
-                .collect();
+                    other.dot_rows_portable(
+                        &quantize_row(&x[t * cols..(t + 1) * cols]),
+                        0,
+                        &mut got,
+                    );
+                    assert_eq!(&got, want, "{layout:?}, token {t}");
+                }
+            }
             for (got, want) in portable.iter().flatten().zip(candle.iter().flatten()) {
                 assert!(
                     (got - want).abs() <= 0.1,
@@ -362,30 +505,38 @@ mod tests {
                     );
                 }
             };
-            // The dispatched tiles (AVX-512 VNNI where the CPU has it) and the
-            // row-at-a-time loop (AVX2 where it has that): the portable loop's
-            // arithmetic up to summation order.
+            // The dispatched kernel (AVX-512 VNNI tiles or AVX2 groups of
+            // rows, as the CPU has): the portable loop's arithmetic up to
+            // summation order.
             close(&tiles, &portable, 1e-5, "tiles");
-            close(&by_rows, &portable, 1e-5, "row at a time");
         }
     }
 
     #[test]
     fn a_tokens_result_does_not_depend_on_the_tokens_beside_it() {
-        // Rows and tokens that leave partial tiles and work items.
-        let (rows, cols) = (130, 128);
-        let w = Tensor::from_vec(random(rows * cols, 3), (rows, cols), &Device::Cpu).unwrap();
-        let ours = Q4_1Matrix::new(&QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
-        let tokens = TOKENS_PER_ITEM + 6;
-        let x = Tensor::from_vec(random(tokens * cols, 11), (tokens, cols), &Device::Cpu).unwrap();
-        let together: Vec<Vec<f32>> = ours.forward(&x).unwrap().to_vec2().unwrap();
-        for (t, together) in together.iter().enumerate() {
-            let alone: Vec<Vec<f32>> = ours
-                .forward(&x.narrow(0, t, 1).unwrap())
-                .unwrap()
-                .to_vec2()
-                .unwrap();
-            assert_eq!(&alone[0], together, "token {t}");
+        // Rows and tokens that leave partial tiles, groups and work items;
+        // 130 rows are no whole number of AVX2 groups (the portable loop
+        // runs there), 136 are.
+        for rows in [130, 136] {
+            let cols = 128;
+            let w = Tensor::from_vec(random(rows * cols, 3), (rows, cols), &Device::Cpu).unwrap();
+            let ours = Q4_1Matrix::new(&QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
+            let tokens = TOKENS_PER_ITEM + 6;
+            let x =
+                Tensor::from_vec(random(tokens * cols, 11), (tokens, cols), &Device::Cpu).unwrap();
+            let together: Vec<Vec<f32>> = ours.forward(&x).unwrap().to_vec2().unwrap();
+            for (t, together) in together.iter().enumerate() {
+                let alone: Vec<Vec<f32>> = ours
+                    .forward(&x.narrow(0, t, 1).unwrap())
+                    .unwrap()
+                    .to_vec2()
+                    .unwrap();
+                assert_eq!(
+                    &alone[0], together,
+                    "{rows} rows ({:?}), token {t}",
+                    ours.layout
+                );
+            }
         }
     }
 

@@ -11,8 +11,8 @@
 # ours-f32 (--dtype f32: every tensor dequantized), llama.cpp (node-llama-cpp
 # 3.21.1, installed pinned in load-tests/model-race by npm), mistralrs-gguf
 # (PyPI mistralrs 0.9.5, in a venv under target/), transformers-f32 (when
-# RACE_TRANSFORMERS_PYTHON names a Python with torch and transformers; they
-# are too large to install here). Writes load-tests/results/model-race.jsonl
+# RACE_TRANSFORMERS_PYTHON names a Python with torch, transformers, gguf and
+# accelerate, which loading the GGUF needs; they are too large to install here). Writes load-tests/results/model-race.jsonl
 # (every run), model-race.json (medians) and model-race.png (chart), or into
 # RACE_RESULTS; RACE_SERVER names a server binary to use instead of building
 # the release one; RACE_CONTEXT_UNITS shortens the long-context prompt (160

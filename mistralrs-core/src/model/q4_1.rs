@@ -97,9 +97,7 @@ impl Q4_1Matrix {
             match layout {
                 Layout::Rows => matrix.nibbles[n].copy_from_slice(&block[4..]),
                 Layout::EightRows => {
-                    let runs = matrix.nibble_runs(row, k);
-                    for (p, run) in runs.into_iter().enumerate() {
-                        let (entry, offset) = run;
+                    for (p, (entry, offset)) in matrix.nibble_runs(row, k).into_iter().enumerate() {
                         matrix.nibbles[entry][offset..offset + 4]
                             .copy_from_slice(&block[4 + 4 * p..8 + 4 * p]);
                     }

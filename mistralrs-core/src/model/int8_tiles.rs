@@ -88,6 +88,27 @@ fn quantize_block(block: &[f32], values: &mut [i8; BLOCK]) -> (f32, i32) {
     (scale, sum)
 }
 
+/// The kernels' batch invariance: `forward` of a batch of tokens (enough to
+/// leave partial work items) gives each token exactly what it gives alone.
+#[cfg(test)]
+pub(super) fn assert_tokens_alone_equal_batched(
+    cols: usize,
+    seed: u32,
+    what: &str,
+    forward: impl Fn(&Tensor) -> Result<Tensor>,
+) {
+    let tokens = TOKENS_PER_ITEM + 6;
+    let x = Tensor::from_vec(random(tokens * cols, seed), (tokens, cols), &Device::Cpu).unwrap();
+    let together: Vec<Vec<f32>> = forward(&x).unwrap().to_vec2().unwrap();
+    for (t, together) in together.iter().enumerate() {
+        let alone: Vec<Vec<f32>> = forward(&x.narrow(0, t, 1).unwrap())
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        assert_eq!(&alone[0], together, "{what}, token {t}");
+    }
+}
+
 /// Reproducible values in [-2, 2) for the kernels' tests.
 #[cfg(test)]
 pub(super) fn random(len: usize, seed: u32) -> Vec<f32> {

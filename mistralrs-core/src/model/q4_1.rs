@@ -446,7 +446,7 @@ mod tests {
     use candle_core::{DType, Device};
 
     use super::*;
-    use crate::model::int8_tiles::{TOKENS_PER_ITEM, quantize_row, random};
+    use crate::model::int8_tiles::{assert_tokens_alone_equal_batched, quantize_row, random};
     use candle_core::Module;
     use candle_core::quantized::QMatMul;
 
@@ -519,22 +519,8 @@ mod tests {
             let cols = 128;
             let w = Tensor::from_vec(random(rows * cols, 3), (rows, cols), &Device::Cpu).unwrap();
             let ours = Q4_1Matrix::new(&QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
-            let tokens = TOKENS_PER_ITEM + 6;
-            let x =
-                Tensor::from_vec(random(tokens * cols, 11), (tokens, cols), &Device::Cpu).unwrap();
-            let together: Vec<Vec<f32>> = ours.forward(&x).unwrap().to_vec2().unwrap();
-            for (t, together) in together.iter().enumerate() {
-                let alone: Vec<Vec<f32>> = ours
-                    .forward(&x.narrow(0, t, 1).unwrap())
-                    .unwrap()
-                    .to_vec2()
-                    .unwrap();
-                assert_eq!(
-                    &alone[0], together,
-                    "{rows} rows ({:?}), token {t}",
-                    ours.layout
-                );
-            }
+            let what = format!("{rows} rows ({:?})", ours.layout);
+            assert_tokens_alone_equal_batched(cols, 11, &what, |x| ours.forward(x));
         }
     }
 

@@ -172,7 +172,7 @@ mod tests {
     use candle_core::{Device, Module};
 
     use super::*;
-    use crate::model::int8_tiles::{TOKENS_PER_ITEM, random};
+    use crate::model::int8_tiles::{assert_tokens_alone_equal_batched, random};
 
     fn matrix(rows: usize, cols: usize, seed: u32) -> (QTensor, Option<Q8_0Matrix>) {
         let w = Tensor::from_vec(random(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
@@ -217,17 +217,7 @@ mod tests {
         let (_, Some(ours)) = matrix(rows, cols, 13) else {
             return;
         };
-        let tokens = TOKENS_PER_ITEM + 6;
-        let x = Tensor::from_vec(random(tokens * cols, 17), (tokens, cols), &Device::Cpu).unwrap();
-        let together: Vec<Vec<f32>> = ours.forward(&x).unwrap().to_vec2().unwrap();
-        for (t, together) in together.iter().enumerate() {
-            let alone: Vec<Vec<f32>> = ours
-                .forward(&x.narrow(0, t, 1).unwrap())
-                .unwrap()
-                .to_vec2()
-                .unwrap();
-            assert_eq!(&alone[0], together, "token {t}");
-        }
+        assert_tokens_alone_equal_batched(cols, 17, "Q8_0", |x| ours.forward(x));
     }
 
     #[test]

@@ -15,7 +15,9 @@ use crate::{CacheRows, Result};
 ///   `p - window + 1..=p` (Mistral's sliding window).
 ///
 /// Heads are grouped over the key/value heads (grouped-query attention). Scores and
-/// softmax run in f32 whatever the cache dtype. Returns `[n, heads * head_dim]`.
+/// softmax run in f32 whatever the cache dtype. On the CPU a kernel reads the
+/// keys and values where they lie in the cache (`cpu_prefill`); elsewhere they
+/// are gathered into tensors. Returns `[n, heads * head_dim]`.
 pub fn paged_attention(
     q: &Tensor,
     k_cache: &CacheRows,
@@ -25,6 +27,17 @@ pub fn paged_attention(
     scale: f64,
     window: Option<usize>,
 ) -> Result<Tensor> {
+    if let Some(out) = crate::cpu_prefill::prefill_in_place(
+        q,
+        k_cache,
+        v_cache,
+        context_slots,
+        first_pos,
+        scale,
+        window,
+    )? {
+        return Ok(out);
+    }
     let (n, heads, head_dim) = q.dims3()?;
     let ctx = context_slots.dim(0)?;
     let kv_heads = k_cache.width() / head_dim;

@@ -10,56 +10,10 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
-use half::{bf16, f16};
+use candle_core::{DType, Device, Tensor};
 
-use crate::kv_dtype::Q8_0_BLOCK;
+use crate::cpu_rows::{OverRows, Rows, over_cache, read_key_row};
 use crate::{CacheRows, Result};
-
-/// A cache element read as f32. The conversions are plain integer and float
-/// arithmetic, inlined so they vectorize with the kernel around them (a call
-/// per row into `half`'s F16C routine took a third of a decode step at 4k
-/// tokens of context). Both are exact.
-trait CacheValue: Copy + Send + Sync {
-    fn to_f32_row(src: &[Self], dst: &mut [f32]);
-}
-
-impl CacheValue for f32 {
-    #[inline(always)]
-    fn to_f32_row(src: &[Self], dst: &mut [f32]) {
-        dst.copy_from_slice(src);
-    }
-}
-
-impl CacheValue for f16 {
-    #[inline(always)]
-    fn to_f32_row(src: &[Self], dst: &mut [f32]) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = f16_bits_to_f32(s.to_bits());
-        }
-    }
-}
-
-impl CacheValue for bf16 {
-    #[inline(always)]
-    fn to_f32_row(src: &[Self], dst: &mut [f32]) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = f32::from_bits(u32::from(s.to_bits()) << 16);
-        }
-    }
-}
-
-/// An f16 as f32, exactly: the exponent and mantissa moved into an f32's
-/// places and rescaled by 2^112 (which also turns subnormals into their
-/// value), infinities and NaNs given the all-ones exponent, the sign put back.
-#[inline(always)]
-fn f16_bits_to_f32(bits: u16) -> f32 {
-    let bits = u32::from(bits);
-    let magnitude = bits & 0x7FFF;
-    let scaled = (f32::from_bits(magnitude << 13) * f32::from_bits(0x7780_0000)).to_bits();
-    let special = if magnitude >= 0x7C00 { 0x7F80_0000 } else { 0 };
-    f32::from_bits(scaled | special | ((bits & 0x8000) << 16))
-}
 
 /// What one decode call attends over.
 struct Problem<'a> {
@@ -102,139 +56,11 @@ pub(crate) fn decode_in_place(
         scale: scale as f32,
         window,
     };
-    let out = match (k_cache, v_cache) {
-        (CacheRows::Float(k), CacheRows::Float(v)) => {
-            let (Some(k), Some(v)) = (CpuRows::of(k), CpuRows::of(v)) else {
-                return Ok(None);
-            };
-            match (k.storage(), v.storage()) {
-                (CpuStorage::F32(kd), CpuStorage::F32(vd)) => {
-                    problem.run(&kd[k.start..], &vd[v.start..])
-                }
-                (CpuStorage::F16(kd), CpuStorage::F16(vd)) => {
-                    problem.run(&kd[k.start..], &vd[v.start..])
-                }
-                (CpuStorage::BF16(kd), CpuStorage::BF16(vd)) => {
-                    problem.run(&kd[k.start..], &vd[v.start..])
-                }
-                _ => return Ok(None),
-            }
-        }
-        (
-            CacheRows::Q8_0 {
-                values: k_values,
-                scales: k_scales,
-            },
-            CacheRows::Q8_0 {
-                values: v_values,
-                scales: v_scales,
-            },
-        ) => {
-            let parts = [k_values, k_scales, v_values, v_scales].map(CpuRows::of);
-            let [Some(kv), Some(ks), Some(vv), Some(vs)] = &parts else {
-                return Ok(None);
-            };
-            match (kv.storage(), ks.storage(), vv.storage(), vs.storage()) {
-                (
-                    CpuStorage::U8(kvd),
-                    CpuStorage::F16(ksd),
-                    CpuStorage::U8(vvd),
-                    CpuStorage::F16(vsd),
-                ) => problem.run(
-                    &Q8Rows {
-                        values: &kvd[kv.start..],
-                        scales: &ksd[ks.start..],
-                    },
-                    &Q8Rows {
-                        values: &vvd[vv.start..],
-                        scales: &vsd[vs.start..],
-                    },
-                ),
-                _ => return Ok(None),
-            }
-        }
-        _ => return Ok(None),
+    let Some(out) = over_cache(k_cache, v_cache, &problem) else {
+        return Ok(None);
     };
     let out = Tensor::from_vec(out, (n, heads * head_dim), &Device::Cpu)?;
     Ok(Some(out.to_dtype(q.dtype())?))
-}
-
-/// A contiguous CPU tensor's storage, held for reading, and where it starts.
-struct CpuRows<'a> {
-    storage: Box<dyn std::ops::Deref<Target = Storage> + 'a>,
-    start: usize,
-}
-
-impl<'a> CpuRows<'a> {
-    fn of(tensor: &'a Tensor) -> Option<Self> {
-        if !tensor.is_contiguous() {
-            return None;
-        }
-        let (storage, layout) = tensor.storage_and_layout();
-        let start = layout.start_offset();
-        matches!(&*storage, Storage::Cpu(_)).then(|| Self {
-            storage: Box::new(storage),
-            start,
-        })
-    }
-
-    fn storage(&self) -> &CpuStorage {
-        match &**self.storage {
-            Storage::Cpu(cpu) => cpu,
-            _ => unreachable!("checked in `of`"),
-        }
-    }
-}
-
-/// Cache rows read as f32, by flat position (`slot * width + column`).
-trait Rows: Sync {
-    /// Values `start..start + dst.len()` into `dst`.
-    fn read(&self, start: usize, dst: &mut [f32]);
-    /// Asks for the memory of values `start..start + len` ahead of their use.
-    fn prefetch(&self, start: usize, len: usize);
-}
-
-impl<T: CacheValue> Rows for [T] {
-    #[inline(always)]
-    fn read(&self, start: usize, dst: &mut [f32]) {
-        T::to_f32_row(&self[start..start + dst.len()], dst);
-    }
-
-    #[inline(always)]
-    fn prefetch(&self, start: usize, len: usize) {
-        prefetch(&self[start..start + len]);
-    }
-}
-
-/// A Q8_0 cache: bytes offset by 128, an f16 scale per 32 of them. Reads
-/// start and end on block boundaries (heads are whole blocks).
-struct Q8Rows<'a> {
-    values: &'a [u8],
-    scales: &'a [f16],
-}
-
-impl Rows for Q8Rows<'_> {
-    #[inline(always)]
-    fn read(&self, start: usize, dst: &mut [f32]) {
-        let values = &self.values[start..start + dst.len()];
-        let scales = &self.scales[start / Q8_0_BLOCK..(start + dst.len()) / Q8_0_BLOCK];
-        for ((dst, values), scale) in dst
-            .chunks_exact_mut(Q8_0_BLOCK)
-            .zip(values.chunks_exact(Q8_0_BLOCK))
-            .zip(scales)
-        {
-            let scale = f16_bits_to_f32(scale.to_bits());
-            for (d, &v) in dst.iter_mut().zip(values) {
-                *d = (i32::from(v) - 128) as f32 * scale;
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn prefetch(&self, start: usize, len: usize) {
-        prefetch(&self.values[start..start + len]);
-        prefetch(&self.scales[start / Q8_0_BLOCK..(start + len) / Q8_0_BLOCK]);
-    }
 }
 
 /// Keys per work item. A long context is split into runs of this many keys
@@ -243,28 +69,6 @@ impl Rows for Q8Rows<'_> {
 /// merged in order: one sequence's attention uses every core.
 const KEYS_PER_ITEM: usize = 256;
 
-/// How many keys ahead a row is prefetched.
-const PREFETCH_AHEAD: usize = 8;
-
-/// Asks for the cache lines of `row` ahead of their use.
-#[inline(always)]
-fn prefetch<T>(row: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let bytes = std::mem::size_of_val(row);
-        for offset in (0..bytes).step_by(64) {
-            // SAFETY: a prefetch never faults, and the address lies in `row`.
-            #[allow(unsafe_code)]
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().cast::<i8>().add(offset))
-            };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
-}
-
 /// One work item: a run of keys of one (sequence, kv head).
 struct Item {
     seq: usize,
@@ -272,9 +76,11 @@ struct Item {
     keys: std::ops::Range<usize>,
 }
 
-impl Problem<'_> {
+impl OverRows for Problem<'_> {
+    type Output = Vec<f32>;
+
     /// `[n, heads * head_dim]` outputs.
-    fn run<R: Rows + ?Sized>(&self, k: &R, v: &R) -> Vec<f32> {
+    fn over<R: Rows + ?Sized>(&self, k: &R, v: &R) -> Vec<f32> {
         let (n, d) = (self.context_lens.len(), self.head_dim);
         let group = self.heads / self.kv_heads;
         let mut items = Vec::new();
@@ -319,7 +125,9 @@ impl Problem<'_> {
         }
         out
     }
+}
 
+impl Problem<'_> {
     /// [`Self::attend`] compiled for the widest vectors this CPU has.
     fn attend_fastest<R: Rows + ?Sized>(&self, item: &Item, k: &R, v: &R, partial: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
@@ -394,25 +202,6 @@ impl Problem<'_> {
     }
 }
 
-/// Row `j` of `slots` (its values `column..column + row.len()`) into `row`,
-/// asking the memory for the row a few keys ahead: the rows of one kv head are
-/// strided across the cache. A function, not a closure, so it is inlined into
-/// the kernel and vectorized with its features.
-#[inline(always)]
-fn read_key_row<R: Rows + ?Sized>(
-    cache: &R,
-    slots: &[u32],
-    j: usize,
-    width: usize,
-    column: usize,
-    row: &mut [f32],
-) {
-    if let Some(&ahead) = slots.get(j + PREFETCH_AHEAD) {
-        cache.prefetch(ahead as usize * width + column, row.len());
-    }
-    cache.read(slots[j] as usize * width + column, row);
-}
-
 /// Merges the partial softmaxes of one (sequence, kv head)'s runs of keys,
 /// in order, into the attention output of its `group` heads (`[group, d]`).
 fn merge(partials: &[f32], group: usize, d: usize, out: &mut [f32]) {
@@ -462,22 +251,5 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 fn axpy(a: f32, x: &[f32], out: &mut [f32]) {
     for (o, x) in out.iter_mut().zip(x) {
         *o += a * x;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_f16_converts_as_half_does() {
-        for bits in 0..=u16::MAX {
-            let want = f16::from_bits(bits).to_f32();
-            let got = f16_bits_to_f32(bits);
-            assert!(
-                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                "{bits:#06x}: {got} vs {want}"
-            );
-        }
     }
 }

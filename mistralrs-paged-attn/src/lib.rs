@@ -14,6 +14,8 @@
 mod attention;
 mod block_manager;
 mod cpu_decode;
+mod cpu_prefill;
+mod cpu_rows;
 #[cfg(feature = "cuda")]
 mod cuda_decode;
 mod error;

@@ -114,6 +114,60 @@ fn matches_contiguous_attention_across_scattered_blocks() {
 }
 
 #[test]
+fn prompt_attention_matches_contiguous_attention() {
+    for dtype in [KvDtype::F32, KvDtype::F16, KvDtype::Bf16, KvDtype::Q8_0] {
+        prompt_attention_matches_contiguous_attention_in(dtype);
+    }
+}
+
+/// The prompt kernel reading a `dtype` cache in place, against plain
+/// attention over the values the cache holds: prompts of several blocks of
+/// queries (the kernel's work items), whole or after a cached prefix, with
+/// windows that start inside a block and before the prompt.
+fn prompt_attention_matches_contiguous_attention_in(dtype: KvDtype) {
+    let dev = Device::Cpu;
+    let (heads, kvh, d, bs) = (6, 2, 32, 4);
+    let shape = KvCacheShape {
+        num_layers: 1,
+        num_blocks: 40,
+        block_size: bs,
+        kv_heads: kvh,
+        head_dim: d,
+    };
+    let cache = KvCache::new(shape, dtype, &dev).unwrap();
+    let mut blocks = BlockManager::new(40, bs);
+    blocks.allocate(99, &[1, 2, 3, 4, 5]).unwrap();
+    let ctx = 101;
+    blocks.allocate(1, &vec![0; ctx]).unwrap();
+    let slots = Tensor::new(blocks.slots(1, 0, ctx).unwrap(), &dev).unwrap();
+    let k = Tensor::randn(0f32, 1., (ctx, kvh * d), &dev).unwrap();
+    let v = Tensor::randn(0f32, 1., (ctx, kvh * d), &dev).unwrap();
+    cache.write(0, &slots, &k, &v).unwrap();
+    let (kc, vc) = cache.layer(0);
+    // What the cache holds (rounded to its dtype), as contiguous tensors.
+    let held = |c: &CacheRows| c.gather(&slots).unwrap().reshape((ctx, kvh, d)).unwrap();
+    let (k, v) = (held(kc), held(vc));
+    let scale = 1.0 / (d as f64).sqrt();
+    for (n, window) in [
+        (ctx, None),
+        (ctx, Some(20)),
+        (70, None),
+        (70, Some(45)),
+        (1, Some(7)),
+    ] {
+        let first = ctx - n;
+        let q = Tensor::randn(0f32, 1., (n, heads, d), &dev).unwrap();
+        let got = paged_attention(&q, kc, vc, &slots, first, scale, window).unwrap();
+        let want = reference(&q, &k, &v, first, scale, window.unwrap_or(usize::MAX));
+        let err = max_abs_diff(&got, &want);
+        assert!(
+            err < 1e-5,
+            "{dtype:?}, n={n}, window={window:?}: max abs error {err}"
+        );
+    }
+}
+
+#[test]
 fn copy_blocks_duplicates_every_layer() {
     for dtype in [KvDtype::F32, KvDtype::Q8_0] {
         copy_blocks_duplicates_every_layer_in(dtype);
@@ -192,8 +246,9 @@ fn batched_decode_matches_per_sequence_attention() {
     }
 }
 
-/// The decode kernel, reading a `dtype` cache in place, against the gathering
-/// path one sequence at a time, and against itself with the sequence alone.
+/// The decode kernel, reading a `dtype` cache in place, against the prompt
+/// kernel with one query per sequence, and against itself with the sequence
+/// alone.
 /// The long context is split into runs of keys merged afterwards; the windows
 /// start inside a run and across a run's end.
 fn batched_decode_matches_per_sequence_attention_in(dtype: KvDtype) {

@@ -163,7 +163,7 @@ pub(super) fn tiled_forward(
 ) -> Result<Tensor> {
     let (tokens, cols) = x.dims2()?;
     let x: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let rows_q8: Vec<Q8Row> = x.chunks_exact(cols).map(quantize_row).collect();
+    let rows_q8 = quantize_rows(&x, cols);
     let mut out = vec![0f32; tokens * rows];
     let mut slices: Vec<_> = out
         .chunks_mut(rows)
@@ -193,6 +193,31 @@ pub(super) fn tiled_forward(
     });
     drop(items);
     Ok(Tensor::from_vec(out, (tokens, rows), &Device::Cpu)?)
+}
+
+/// Each token's row of `x` rounded with [`quantize_row`]; a prompt's tokens
+/// on every core (on one, a 500-token prompt's rounding was 3 % of its time
+/// with the other cores waiting). Each row is rounded alone, so the result
+/// does not depend on how the rows are shared out.
+fn quantize_rows(x: &[f32], cols: usize) -> Vec<Q8Row> {
+    let tokens = x.len() / cols;
+    if tokens < TOKENS_PER_ITEM {
+        return x.chunks_exact(cols).map(quantize_row).collect();
+    }
+    let rows: Vec<Mutex<Option<Q8Row>>> = (0..tokens).map(|_| Mutex::default()).collect();
+    candle_core::utils::barrier_pool().execute_chunked(tokens, |range| {
+        for t in range {
+            let row = quantize_row(&x[t * cols..(t + 1) * cols]);
+            *rows[t].lock().unwrap_or_else(|e| e.into_inner()) = Some(row);
+        }
+    });
+    rows.into_iter()
+        .map(|row| {
+            row.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("the pool ran every token")
+        })
+        .collect()
 }
 
 /// What the AVX2 kernels (x86-64 CPUs without AVX-512 VNNI) share: the

@@ -124,7 +124,10 @@ fn smollm2_gguf_agrees_with_llama_cpp() {
 /// products (240 before the activations' block sums were rounded as llama.cpp
 /// rounds them; computing the rotary angles as llama.cpp does gave 244, so
 /// they stay as transformers computes them); the AVX2 kernel's order, a lane
-/// per row, gives 248. 98 % would take llama.cpp's arithmetic everywhere.
+/// per row, gave 248; a vector exp in the softmax in place of libm's (two
+/// units in the last place instead of one) 245, and summing its results in
+/// f64 as ggml does 244: the near-ties follow any rounding. 98 % would take
+/// llama.cpp's arithmetic everywhere.
 fn agrees_teacher_forced(
     reference: &Json,
     mut runner: Runner,

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use candle_core::{DType, Device, Tensor};
 
 use crate::cpu_rows::{OverRows, Rows, over_cache, read_key_row};
+use crate::cpu_softmax::exp_shifted_sum;
 use crate::{CacheRows, Result};
 
 /// What one decode call attends over.
@@ -182,11 +183,7 @@ impl Problem<'_> {
             .zip(stats.chunks_exact_mut(2))
         {
             let max = h_scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in h_scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
+            let sum = exp_shifted_sum(h_scores, max);
             for s in h_scores.iter_mut() {
                 *s /= sum;
             }

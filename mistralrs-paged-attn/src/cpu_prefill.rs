@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use candle_core::{DType, Device, Tensor};
 
 use crate::cpu_rows::{OverRows, Rows, over_cache, read_key_row};
+use crate::cpu_softmax::exp_shifted_sum;
 use crate::{CacheRows, Result};
 
 /// Queries per work item. Larger blocks make the products faster and waste
@@ -202,11 +203,7 @@ fn softmax_over(row: &mut [f32], seen: Range<usize>, scale: f32) {
         *s *= scale;
     }
     let max = visible.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for s in visible.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
+    let sum = exp_shifted_sum(visible, max);
     for s in visible.iter_mut() {
         *s /= sum;
     }

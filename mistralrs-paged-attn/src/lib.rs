@@ -16,6 +16,7 @@ mod block_manager;
 mod cpu_decode;
 mod cpu_prefill;
 mod cpu_rows;
+mod cpu_softmax;
 #[cfg(feature = "cuda")]
 mod cuda_decode;
 mod error;

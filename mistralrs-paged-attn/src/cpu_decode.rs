@@ -42,6 +42,10 @@ pub(crate) fn decode_in_place(
     scale: f64,
     window: Option<usize>,
 ) -> Result<Option<Tensor>> {
+    if !q.device().is_cpu() {
+        // Not a copy of the queries to the host only to find the cache is not there.
+        return Ok(None);
+    }
     let (n, heads, head_dim) = q.dims3()?;
     let kv_heads = k_cache.width() / head_dim;
     let q_values: Vec<f32> = q.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;

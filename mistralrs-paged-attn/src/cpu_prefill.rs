@@ -52,6 +52,10 @@ pub(crate) fn prefill_in_place(
     scale: f64,
     window: Option<usize>,
 ) -> Result<Option<Tensor>> {
+    if !q.device().is_cpu() {
+        // Not a copy of the queries to the host only to find the cache is not there.
+        return Ok(None);
+    }
     let (n, heads, head_dim) = q.dims3()?;
     let q_values: Vec<f32> = q.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let slots: Vec<u32> = context_slots.to_vec1()?;

@@ -10,18 +10,18 @@
 
 use std::sync::Mutex;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 
-use crate::cpu_rows::{OverRows, Rows, over_cache, read_key_row};
+use crate::cpu_rows::{OverRows, Rows, attend_in_place, read_key_row};
 use crate::cpu_softmax::exp_shifted_sum;
 use crate::{CacheRows, Result};
 
 /// What one decode call attends over.
 struct Problem<'a> {
     /// `[n, heads, head_dim]` queries.
-    q: &'a [f32],
+    q: Vec<f32>,
     /// `[n * max_ctx]` padded slot lists.
-    slots: &'a [u32],
+    slots: Vec<u32>,
     max_ctx: usize,
     context_lens: &'a [usize],
     heads: usize,
@@ -31,8 +31,8 @@ struct Problem<'a> {
     window: Option<usize>,
 }
 
-/// Decode attention over the cache in place, or `None` when the cache is not
-/// held in contiguous CPU tensors (the caller then gathers).
+/// Decode attention over the cache in place, or `None` when it is not on the
+/// CPU (the caller then gathers).
 pub(crate) fn decode_in_place(
     q: &Tensor,
     k_cache: &CacheRows,
@@ -42,30 +42,17 @@ pub(crate) fn decode_in_place(
     scale: f64,
     window: Option<usize>,
 ) -> Result<Option<Tensor>> {
-    if !q.device().is_cpu() {
-        // Not a copy of the queries to the host only to find the cache is not there.
-        return Ok(None);
-    }
-    let (n, heads, head_dim) = q.dims3()?;
-    let kv_heads = k_cache.width() / head_dim;
-    let q_values: Vec<f32> = q.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let slot_list: Vec<u32> = slots.to_vec1()?;
-    let problem = Problem {
-        q: &q_values,
-        slots: &slot_list,
-        max_ctx: slot_list.len() / n.max(1),
+    attend_in_place(q, slots, k_cache, v_cache, |queries| Problem {
+        max_ctx: queries.slots.len() / queries.n.max(1),
+        q: queries.values,
+        slots: queries.slots,
         context_lens,
-        heads,
-        kv_heads,
-        head_dim,
+        heads: queries.heads,
+        kv_heads: k_cache.width() / queries.head_dim,
+        head_dim: queries.head_dim,
         scale: scale as f32,
         window,
-    };
-    let Some(out) = over_cache(k_cache, v_cache, &problem) else {
-        return Ok(None);
-    };
-    let out = Tensor::from_vec(out, (n, heads * head_dim), &Device::Cpu)?;
-    Ok(Some(out.to_dtype(q.dtype())?))
+    })
 }
 
 /// Keys per work item. A long context is split into runs of this many keys

@@ -15,9 +15,9 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 
-use crate::cpu_rows::{OverRows, Rows, over_cache, read_key_row};
+use crate::cpu_rows::{OverRows, Rows, attend_in_place, read_key_row};
 use crate::cpu_softmax::exp_shifted_sum;
 use crate::{CacheRows, Result};
 
@@ -27,11 +27,11 @@ use crate::{CacheRows, Result};
 const QUERIES_PER_ITEM: usize = 32;
 
 /// One sequence's prompt attention.
-struct Prompt<'a> {
+struct Prompt {
     /// `[n, heads, head_dim]` queries of positions `first_pos..first_pos + n`.
-    q: &'a [f32],
+    q: Vec<f32>,
     /// `[first_pos + n]`: the slot of every position so far.
-    slots: &'a [u32],
+    slots: Vec<u32>,
     first_pos: usize,
     heads: usize,
     kv_heads: usize,
@@ -40,9 +40,8 @@ struct Prompt<'a> {
     window: Option<usize>,
 }
 
-/// Prompt attention over the cache in place, or `None` when the cache is not
-/// held in contiguous CPU tensors (the caller then gathers). Arguments as for
-/// [`crate::paged_attention`].
+/// Prompt attention over the cache in place, or `None` when it is not on the
+/// CPU (the caller then gathers). Arguments as for [`crate::paged_attention`].
 pub(crate) fn prefill_in_place(
     q: &Tensor,
     k_cache: &CacheRows,
@@ -52,28 +51,16 @@ pub(crate) fn prefill_in_place(
     scale: f64,
     window: Option<usize>,
 ) -> Result<Option<Tensor>> {
-    if !q.device().is_cpu() {
-        // Not a copy of the queries to the host only to find the cache is not there.
-        return Ok(None);
-    }
-    let (n, heads, head_dim) = q.dims3()?;
-    let q_values: Vec<f32> = q.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let slots: Vec<u32> = context_slots.to_vec1()?;
-    let prompt = Prompt {
-        q: &q_values,
-        slots: &slots,
+    attend_in_place(q, context_slots, k_cache, v_cache, |queries| Prompt {
+        q: queries.values,
+        slots: queries.slots,
         first_pos,
-        heads,
-        kv_heads: k_cache.width() / head_dim,
-        head_dim,
+        heads: queries.heads,
+        kv_heads: k_cache.width() / queries.head_dim,
+        head_dim: queries.head_dim,
         scale: scale as f32,
         window,
-    };
-    let Some(out) = over_cache(k_cache, v_cache, &prompt) else {
-        return Ok(None);
-    };
-    let out = Tensor::from_vec(out, (n, heads * head_dim), &Device::Cpu)?;
-    Ok(Some(out.to_dtype(q.dtype())?))
+    })
 }
 
 /// One work item: a block of queries (indices into the prompt) of one kv head.
@@ -82,7 +69,7 @@ struct Item {
     queries: Range<usize>,
 }
 
-impl OverRows for Prompt<'_> {
+impl OverRows for Prompt {
     type Output = Vec<f32>;
 
     /// `[n, heads * head_dim]` outputs.
@@ -126,7 +113,7 @@ impl OverRows for Prompt<'_> {
     }
 }
 
-impl Prompt<'_> {
+impl Prompt {
     /// The first key position that a query at `pos` sees.
     fn first_visible(&self, pos: usize) -> usize {
         self.window.map_or(0, |w| (pos + 1).saturating_sub(w))

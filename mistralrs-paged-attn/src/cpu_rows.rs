@@ -2,11 +2,50 @@
 //! dtype: the shared part of the CPU attention kernels (`cpu_decode`,
 //! `cpu_prefill`).
 
-use candle_core::{CpuStorage, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use half::{bf16, f16};
 
-use crate::CacheRows;
 use crate::kv_dtype::Q8_0_BLOCK;
+use crate::{CacheRows, Result};
+
+/// What a CPU attention kernel starts from: the queries (`[n, heads,
+/// head_dim]`) as f32 and the slots, read out of their tensors once.
+pub(crate) struct Queries {
+    pub(crate) values: Vec<f32>,
+    pub(crate) slots: Vec<u32>,
+    pub(crate) n: usize,
+    pub(crate) heads: usize,
+    pub(crate) head_dim: usize,
+}
+
+/// Runs the attention that `kernel` builds from the queries over the layer's
+/// cache where it lies: `[n, heads * head_dim]` in the queries' dtype, or
+/// `None` when the queries or the cache are not on the CPU (the caller then
+/// gathers; the queries are not copied to the host only to find that out).
+pub(crate) fn attend_in_place<A: OverRows<Output = Vec<f32>>>(
+    q: &Tensor,
+    slots: &Tensor,
+    k_cache: &CacheRows,
+    v_cache: &CacheRows,
+    kernel: impl FnOnce(Queries) -> A,
+) -> Result<Option<Tensor>> {
+    if !q.device().is_cpu() {
+        return Ok(None);
+    }
+    let (n, heads, head_dim) = q.dims3()?;
+    let queries = Queries {
+        values: q.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+        slots: slots.to_vec1()?,
+        n,
+        heads,
+        head_dim,
+    };
+    let Some(out) = over_cache(k_cache, v_cache, &kernel(queries)) else {
+        return Ok(None);
+    };
+    let out = Tensor::from_vec(out, (n, heads * head_dim), &Device::Cpu)?;
+    Ok(Some(out.to_dtype(q.dtype())?))
+}
 
 /// An attention computed over a layer's keys and values, read as [`Rows`] of
 /// whichever type the cache holds.
@@ -17,7 +56,7 @@ pub(crate) trait OverRows {
 
 /// Runs `attention` over the layer's cache where it lies, or `None` when the
 /// cache is not held in contiguous CPU tensors (the caller then gathers).
-pub(crate) fn over_cache<A: OverRows>(
+fn over_cache<A: OverRows>(
     k_cache: &CacheRows,
     v_cache: &CacheRows,
     attention: &A,

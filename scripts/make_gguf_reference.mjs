@@ -1,8 +1,8 @@
 // Reference numbers from llama.cpp for the GGUF model tests
 // (mistralrs-core/tests/gguf_reference.rs): tokenization of a few texts,
-// llama.cpp's top-1 next token at each of 256 positions of a fixed text
-// (teacher-forced) with its lead over the runner-up, and its greedy answer to
-// a chat prompt.
+// llama.cpp's ten most likely next tokens at each of 256 positions of a fixed
+// text (teacher-forced), with three KV cache and attention settings, and its
+// greedy answer to a chat prompt.
 //
 // Made with node-llama-cpp 3.21.1 (prebuilt llama.cpp CPU binaries):
 //   mkdir /tmp/llcpp && cd /tmp/llcpp && npm init -y && npm i -E node-llama-cpp@3.21.1
@@ -13,7 +13,8 @@
 // (Node resolves bare imports from NODE_PATH only for CommonJS, so run it from
 // /tmp/llcpp or copy it there: `cp scripts/make_gguf_reference.mjs /tmp/llcpp/`.)
 import {createHash} from "node:crypto";
-import {readFileSync} from "node:fs";
+import {existsSync, readFileSync} from "node:fs";
+import {cpus} from "node:os";
 import {basename} from "node:path";
 import {getLlama} from "node-llama-cpp";
 
@@ -51,30 +52,37 @@ const passage = [
 const passageIds = Array.from(model.tokenize(passage, false)).slice(0, 257);
 if (passageIds.length < 257) throw new Error(`passage has only ${passageIds.length} tokens`);
 
-// An f32 KV cache without flash attention, as the server computes attention.
-const context = await model.createContext({
+// Teacher-forced: the whole passage in one evaluation, llama.cpp's ten most
+// likely next tokens (with their log-probabilities) after each of the first 256
+// tokens. The first run is the reference: an f32 KV cache without flash
+// attention, as the server computes attention. The others are llama.cpp with
+// its own defaults (an f16 cache; flash attention): how far llama.cpp moves
+// from itself is the yardstick for how far the server may move from it.
+const runs = [
+  {settings: "f32 KV cache", kv: "F32", flashAttention: false},
+  {settings: "f16 KV cache", kv: "F16", flashAttention: false},
+  {settings: "f32 KV cache, flash attention", kv: "F32", flashAttention: true},
+];
+const contextFor = (run) => model.createContext({
   sequences: 1,
   contextSize: 1024,
-  flashAttention: false,
-  experimentalKvCacheKeyType: "F32",
-  experimentalKvCacheValueType: "F32",
+  flashAttention: run.flashAttention,
+  experimentalKvCacheKeyType: run.kv,
+  experimentalKvCacheValueType: run.kv,
 });
-const sequence = context.getSequence();
-// Teacher-forced: the whole passage in one evaluation, llama.cpp's greedy
-// pick after each of the first 256 tokens.
-// `margin`: how far (in log-probability) its pick leads the runner-up, so a
-// test can tell near-ties, which precision alone flips, from real disagreement.
 const items = passageIds.slice(0, 256).map((token) => [token, {generateNext: {probabilities: true}}]);
-const outputs = await sequence.controlledEvaluate(items);
-const top1 = [];
-const margin = [];
-for (const out of outputs) {
-  const ranked = [...out.next.probabilities.entries()].sort((a, b) => b[1] - a[1]);
-  top1.push(ranked[0][0]);
-  margin.push(Math.log(ranked[0][1]) - Math.log(ranked[1][1]));
+for (const run of runs) {
+  const context = await contextFor(run);
+  const outputs = await context.getSequence().controlledEvaluate(items);
+  run.top = outputs.map((out) =>
+    [...out.next.probabilities.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 10)
+      .map(([token, p]) => [token, Number(Math.log(p).toFixed(6))]));
+  await context.dispose();
 }
-await sequence.clearHistory();
 
+const sequence = (await contextFor(runs[0])).getSequence();
 const chatPrompt = tokenization[5].ids;
 const greedy = [];
 for await (const token of sequence.evaluate(chatPrompt, {temperature: 0})) {
@@ -82,12 +90,30 @@ for await (const token of sequence.evaluate(chatPrompt, {temperature: 0})) {
   if (greedy.length >= 12) break;
 }
 
+/** The CPU and the widest vector extension llama.cpp's kernels may use on it:
+ * ggml's float sums follow the vector width, so another CPU gives other
+ * near-ties. */
+function madeOn() {
+  const flags = existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : "";
+  const widest = / avx512f /.test(flags) ? "AVX-512" : / avx2 /.test(flags) ? "AVX2" : "no AVX2";
+  return `${cpus()[0].model}, ${widest}`;
+}
+
 const sha256 = createHash("sha256").update(readFileSync(modelPath)).digest("hex");
-console.log(JSON.stringify({
+const json = JSON.stringify({
   model: basename(modelPath),
   sha256,
   made_by: "node-llama-cpp 3.21.1 (llama.cpp, CPU), scripts/make_gguf_reference.mjs",
   tokenization,
-  teacher_forced: {text: passage, ids: passageIds, top1, margin},
+  made_on: madeOn(),
+  teacher_forced: {
+    text: passage,
+    ids: passageIds,
+    runs: runs.map(({settings, top}) => ({settings, top})),
+  },
   chat: {prompt_ids: chatPrompt, greedy, greedy_text: model.detokenize(greedy)},
-}, null, 1));
+}, null, 1);
+// One line per position: [token, log-probability] pairs side by side.
+console.log(json
+  .replace(/\[\s*(-?[\d.e+-]+),\s*(-?[\d.e+-]+)\s*\]/g, "[$1,$2]")
+  .replace(/\[((?:\s*\[[^[\]]*\],?)+)\s*\]/g, (_, pairs) => `[${pairs.replace(/\s+/g, "")}]`));

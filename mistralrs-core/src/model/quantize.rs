@@ -91,6 +91,15 @@ impl Quantization {
         }
     }
 
+    /// The type a weight with rows of `width` values gets when this one is
+    /// asked for: this type, else its fallback, else q8_0, whichever first fits
+    /// the rows; `None` when rows are not even a multiple of 32.
+    pub fn for_rows(self, width: usize) -> Option<Self> {
+        [self, self.fallback(), Self::Q8_0]
+            .into_iter()
+            .find(|q| width.is_multiple_of(q.row_unit()))
+    }
+
     /// Bytes per weight, for memory estimates.
     pub fn bytes_per_weight(self) -> f64 {
         let dtype = self.ggml_dtype();
@@ -162,14 +171,11 @@ impl Quantizer {
         }
     }
 
-    /// `weight` (`[out, in]`) quantized to the target type, else to its
-    /// fallback, else to q8_0, whichever first fits the rows; `None` when rows
-    /// are not even a multiple of 32 (the weight then stays dense).
+    /// `weight` (`[out, in]`) quantized to the type that fits its rows
+    /// (`Quantization::for_rows`); `None` when none does (the weight then
+    /// stays dense).
     pub(crate) fn quantize(&self, weight: &Tensor) -> Result<Option<QTensor>> {
-        let row = weight.dim(1)?;
-        let fits = [self.target, self.target.fallback(), Quantization::Q8_0]
-            .into_iter()
-            .find(|q| row % q.row_unit() == 0);
+        let fits = self.target.for_rows(weight.dim(1)?);
         if fits.is_some_and(|q| q != self.target) {
             self.fell_back.set(self.fell_back.get() + 1);
         }

@@ -11,6 +11,8 @@ use mistralrs_core::request::{Prompt, Request};
 use mistralrs_core::{EngineConfig, EngineHandle, SchedulerConfig};
 use mistralrs_paged_attn::{BlockManager, KvCache, KvDtype};
 
+pub mod requantize;
+
 /// The demo model, written once per test binary.
 pub fn demo_dir() -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();

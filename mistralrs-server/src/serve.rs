@@ -36,9 +36,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("settings (config file and flags): {e}"))?;
-    if let Some(threads) = config.threads {
-        use_threads(threads);
-    }
+    // Without the variable, candle works its default out again on every dense
+    // matmul, reading /proc/cpuinfo where it cannot read the CPU's preferred
+    // cores (a quarter of a dense model's decode step on this machine).
+    use_threads(
+        config
+            .threads
+            .unwrap_or_else(candle_core::utils::get_num_threads),
+    );
     init_logging(
         config.log_level.as_deref().unwrap_or("info"),
         config.log_payloads,
@@ -57,8 +62,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
-/// Sizes candle's thread pools (its matmuls and quantized kernels read these
-/// variables when they first run).
+/// Sizes candle's thread pools (its quantized kernels read these variables
+/// when they first run, its matmuls on every call).
 fn use_threads(threads: usize) {
     // SAFETY: called from `run` before the runtime, the engines or anything
     // else starts a thread, so no other thread reads the environment meanwhile.

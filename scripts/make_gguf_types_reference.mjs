@@ -6,7 +6,7 @@
 // reference) and an f16 one (how far llama.cpp moves from itself).
 //
 // Made with node-llama-cpp 3.21.1 (prebuilt llama.cpp CPU binaries):
-//   cargo run --release -p mistralrs-core --example requantize_gguf -- \
+//   cargo run --release -p mistralrs-core --example write_test_ggufs -- \
 //     ~/.cache/mistralrs/models/SmolLM2-135M-Instruct.Q4_1.gguf /tmp/gguf-types
 //   cp scripts/make_gguf_types_reference.mjs load-tests/model-race/
 //   (cd load-tests/model-race && npm ci && node make_gguf_types_reference.mjs /tmp/gguf-types \

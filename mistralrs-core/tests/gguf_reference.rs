@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
-use common::{Runner, argmax, requantize};
+use common::{Runner, argmax, qwen2_gguf, requantize};
 use mistralrs_core::KvDtype;
 use mistralrs_core::model::{FloatType, LoadOptions, Quantization};
 use serde_json::Value as Json;
@@ -327,6 +327,42 @@ fn every_gguf_tensor_type_agrees_with_llama_cpp() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A Qwen2 GGUF (attention biases, no q/k permutation, a tied head; written
+/// by `common::qwen2_gguf` from the small Qwen2 checkpoint, all f32) against
+/// llama.cpp on the same bytes: every token's log-probability after each of
+/// 24 tokens. Nothing is quantized, so the two differ only by summation order.
+#[test]
+fn a_qwen2_gguf_matches_llama_cpp() {
+    let fixture: Json = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2_gguf_llamacpp.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("qwen2.gguf");
+    qwen2_gguf::write(Path::new(env!("CARGO_MANIFEST_DIR")), &gguf).unwrap();
+    let digest = format!("{:x}", Sha256::digest(std::fs::read(&gguf).unwrap()));
+    assert_eq!(
+        digest, fixture["sha256"],
+        "llama.cpp read other bytes: re-run scripts/make_qwen2_gguf_reference.mjs"
+    );
+    let model = mistralrs_core::model::load(&gguf, &LoadOptions::default()).unwrap();
+    let logits = teacher_forced(&mut Runner::new(model.model), &ids(&fixture["ids"]));
+    let mut worst: f64 = 0.0;
+    for (ours, theirs) in logits.iter().zip(fixture["logprobs"].as_array().unwrap()) {
+        let ours: Vec<f64> = ours.iter().map(|&x| f64::from(x)).collect();
+        let max = ours.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let log_sum = ours.iter().map(|x| (x - max).exp()).sum::<f64>().ln() + max;
+        for (ours, theirs) in ours.iter().zip(theirs.as_array().unwrap()) {
+            worst = worst.max((ours - log_sum - theirs.as_f64().unwrap()).abs());
+        }
+    }
+    eprintln!("qwen2 GGUF: worst log-probability difference to llama.cpp {worst:.2e}");
+    assert!(worst < 1e-4, "log-probabilities differ by up to {worst}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use mistralrs_core::request::{Prompt, Request};
 use mistralrs_core::{EngineConfig, EngineHandle, SchedulerConfig};
 use mistralrs_paged_attn::{BlockManager, KvCache, KvDtype};
 
+pub mod qwen2_gguf;
 pub mod requantize;
 
 /// The demo model, written once per test binary.

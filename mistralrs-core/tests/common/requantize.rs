@@ -3,7 +3,7 @@
 //! every tensor type the server supports from one real model, and llama.cpp
 //! reads the same files for their reference
 //! (`scripts/make_gguf_types_reference.mjs`, with the files from `cargo run
-//! --example requantize_gguf`, which includes this module).
+//! --example write_test_ggufs`, which includes this module).
 #![allow(unreachable_pub)] // public to the tests, private in the example
 
 use std::fs::File;

@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("settings (config file and flags): {e}"))?;
     // Without the variable, candle works its default out again on every dense
     // matmul, reading /proc/cpuinfo where it cannot read the CPU's preferred
-    // cores (a quarter of a dense model's decode step on this machine).
+    // cores (a sixth of a dense model's decode step on the build machine).
     use_threads(
         config
             .threads

@@ -4,14 +4,13 @@
 // text (teacher-forced), with three KV cache and attention settings, and its
 // greedy answer to a chat prompt.
 //
-// Made with node-llama-cpp 3.21.1 (prebuilt llama.cpp CPU binaries):
-//   mkdir /tmp/llcpp && cd /tmp/llcpp && npm init -y && npm i -E node-llama-cpp@3.21.1
+// Made with node-llama-cpp 3.21.1 (prebuilt llama.cpp CPU binaries, pinned in
+// load-tests/model-race; Node resolves the package from the script's folder):
 //   scripts/get-model smollm2
-//   NODE_PATH=/tmp/llcpp/node_modules node scripts/make_gguf_reference.mjs \
-//     ~/.cache/mistralrs/models/SmolLM2-135M-Instruct.Q4_1.gguf \
+//   cp scripts/make_gguf_reference.mjs load-tests/model-race/
+//   (cd load-tests/model-race && npm ci && node make_gguf_reference.mjs \
+//     ~/.cache/mistralrs/models/SmolLM2-135M-Instruct.Q4_1.gguf) \
 //     > mistralrs-core/tests/fixtures/smollm2_q4_1_llamacpp.json
-// (Node resolves bare imports from NODE_PATH only for CommonJS, so run it from
-// /tmp/llcpp or copy it there: `cp scripts/make_gguf_reference.mjs /tmp/llcpp/`.)
 import {createHash} from "node:crypto";
 import {existsSync, readFileSync} from "node:fs";
 import {cpus} from "node:os";

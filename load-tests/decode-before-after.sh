@@ -15,10 +15,7 @@ speeds="$work/speeds"
 for round in $(seq 1 "$rounds"); do
   for build in old new; do
     bin=$old_bin; [ "$build" = new ] && bin=$new_bin
-    port=$(free_port)
-    RUST_LOG=warn "$bin" --port "$port" run -m "$model" "$@" >"$work/$build.log" 2>&1 &
-    pid=$!; pids+=("$pid")
-    wait_port "$port"
+    start_model_server "$bin" "$build" -m "$model" "$@"
     python3 - "$port" "$build" "$round" >>"$speeds" <<'PY'
 import json, sys, time, urllib.request
 port, build, round_ = sys.argv[1:]
@@ -32,11 +29,8 @@ for i in range(4):
     if i > 0:  # the first request warms the server up
         print(build, round_, tokens, f"{tokens / (time.perf_counter() - start):.1f}")
 PY
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    kill "$model_pid"; wait "$model_pid" 2>/dev/null || true
   done
 done
 cat "$speeds"
-for build in old new; do
-  awk -v b="$build" '$1 == b { print $4 }' "$speeds" | sort -n |
-    awk -v b="$build" '{ v[NR] = $1 } END { printf "%s: median %.1f tok/s over %d answers\n", b, v[int((NR + 1) / 2)], NR }'
-done
+medians "$speeds" '%s: median %.1f tok/s over %d answers\n'

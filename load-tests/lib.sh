@@ -48,3 +48,23 @@ TOML
   pids+=("$server_pid")
   wait_port "$api"; wait_port "$mcp"
 }
+
+# start_model_server BIN NAME RUN_ARGS...: BIN serving `run RUN_ARGS` on a
+# free port, logging to $work/NAME.log; sets port and model_pid.
+start_model_server() {
+  local bin=$1 name=$2; shift 2
+  port=$(free_port)
+  RUST_LOG=warn "$bin" --port "$port" run "$@" >"$work/$name.log" 2>&1 &
+  model_pid=$!; pids+=("$model_pid")
+  wait_port "$port"
+}
+
+# medians FILE FORMAT: for the builds `old` and `new` (first field of FILE's
+# lines), the median of the fourth field, printed with printf FORMAT (given
+# the build, the median and the count).
+medians() {
+  for build in old new; do
+    awk -v b="$build" '$1 == b { print $4 }' "$1" | sort -n |
+      awk -v b="$build" -v f="$2" '{ v[NR] = $1 } END { printf f, b, v[int((NR + 1) / 2)], NR }'
+  done
+}

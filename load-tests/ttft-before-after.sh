@@ -16,10 +16,7 @@ times="$work/times"
 for round in $(seq 1 "$rounds"); do
   for build in old new; do
     bin=$old_bin; [ "$build" = new ] && bin=$new_bin
-    port=$(free_port)
-    RUST_LOG=warn "$bin" --port "$port" run -m "$model" >"$work/$build.log" 2>&1 &
-    pid=$!; pids+=("$pid")
-    wait_port "$port"
+    start_model_server "$bin" "$build" -m "$model"
     python3 - "$port" "$build" "$round" >>"$times" <<'PY'
 import json, sys, time, urllib.request
 port, build, round_ = sys.argv[1:]
@@ -33,11 +30,8 @@ for i in range(3):
     tokens = json.load(urllib.request.urlopen(req))["usage"]["prompt_tokens"]
     print(build, round_, tokens, f"{time.perf_counter() - start:.3f}")
 PY
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    kill "$model_pid"; wait "$model_pid" 2>/dev/null || true
   done
 done
 cat "$times"
-for build in old new; do
-  awk -v b="$build" '$1 == b { print $4 }' "$times" | sort -n |
-    awk -v b="$build" '{ v[NR] = $1 } END { printf "%s: median TTFT %.3f s over %d prompts\n", b, v[int((NR + 1) / 2)], NR }'
-done
+medians "$times" '%s: median TTFT %.3f s over %d prompts\n'

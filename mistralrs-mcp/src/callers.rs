@@ -7,14 +7,16 @@
 //! call however many are in flight. Over stdio nothing on the wire ties them,
 //! so a request is tied only when exactly one call is in flight on the
 //! connection; otherwise nobody is asked (the request is answered as if the
-//! client had not declared the capability). Requests that arrive outside any
-//! call (on the standalone stream) are never tied, except on an upstream
-//! session opened for one client (`session_mode = "per_client"`), whose
-//! every request is that client's.
+//! client had not declared the capability). A call counts as in flight from
+//! before it is sent ([`Callers::sending`]): the upstream may ask before the
+//! call's id is known. Requests that arrive outside any call (on the
+//! standalone stream) are never tied, except on an upstream session opened for
+//! one client (`session_mode = "per_client"`), whose every request is that
+//! client's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mistralrs_core::sync::Mutex;
@@ -26,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::input_rounds::InputRounds;
 
-/// How long a request tied to one of our requests' streams waits for that
-/// call to be registered (it is registered as soon as it is sent, so this
-/// only covers an upstream that answers before the registration ran).
+/// How long a request waits for calls being sent to be registered (they are
+/// registered as soon as they are sent, so this only covers an upstream that
+/// asks before the registration ran).
 const REGISTRATION_WAIT: Duration = Duration::from_secs(1);
 
 /// The client session a forwarded call came from.
@@ -65,6 +67,8 @@ impl Caller {
 #[derive(Debug)]
 pub(crate) struct Callers {
     calls: Mutex<HashMap<RequestId, Option<Caller>>>,
+    /// Calls being sent, not yet registered.
+    sending: AtomicUsize,
     registered: Notify,
     /// The one client of an upstream session opened for it (`per_client`):
     /// asked whenever no call says otherwise.
@@ -81,18 +85,18 @@ impl Callers {
     pub(crate) fn with_owner(owner: Option<Caller>) -> Self {
         Self {
             calls: Mutex::new("mcp_upstream_callers", HashMap::new()),
+            sending: AtomicUsize::new(0),
             registered: Notify::new(),
             owner,
         }
     }
 
-    /// Records that our request `id` was made for `caller` until the guard drops.
-    pub(crate) fn register(self: &Arc<Self>, id: RequestId, caller: Option<Caller>) -> CallGuard {
-        self.calls.lock().insert(id.clone(), caller);
-        self.registered.notify_waiters();
-        CallGuard {
+    /// A call about to be sent: in flight from now, registered by
+    /// [`Sending::register`] once its id is known.
+    pub(crate) fn sending(self: &Arc<Self>) -> Sending {
+        self.sending.fetch_add(1, Ordering::SeqCst);
+        Sending {
             callers: Arc::clone(self),
-            id,
         }
     }
 
@@ -120,13 +124,49 @@ impl Callers {
             }
             Some(InboundStreamOrigin::Unassociated) => None,
             None => {
+                let settled = tokio::time::timeout(REGISTRATION_WAIT, async {
+                    loop {
+                        let registered = self.registered.notified();
+                        if self.sending.load(Ordering::SeqCst) == 0 {
+                            return;
+                        }
+                        registered.await;
+                    }
+                });
+                let _ = settled.await;
                 let calls = self.calls.lock();
-                match calls.len() {
-                    1 => calls.values().next().cloned().flatten(),
+                match (calls.len(), self.sending.load(Ordering::SeqCst)) {
+                    (1, 0) => calls.values().next().cloned().flatten(),
                     _ => None,
                 }
             }
         }
+    }
+}
+
+/// A call being sent ([`Callers::sending`]); dropped unregistered when the
+/// send failed.
+#[derive(Debug)]
+pub(crate) struct Sending {
+    callers: Arc<Callers>,
+}
+
+impl Sending {
+    /// Records that our request `id` was made for `caller` until the guard drops.
+    pub(crate) fn register(self, id: RequestId, caller: Option<Caller>) -> CallGuard {
+        self.callers.calls.lock().insert(id.clone(), caller);
+        CallGuard {
+            callers: Arc::clone(&self.callers),
+            id,
+        }
+        // `self` drops here: no longer being sent, and waiters are told.
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.callers.sending.fetch_sub(1, Ordering::SeqCst);
+        self.callers.registered.notify_waiters();
     }
 }
 

@@ -1018,6 +1018,7 @@ impl Forwarder {
         let started = Instant::now();
         let options =
             PeerRequestOptions::with_timeout(upstream.timeout).reset_timeout_on_progress();
+        let sending = routes.callers.sending();
         let handle = routes
             .peer
             .send_cancellable_request(
@@ -1035,7 +1036,7 @@ impl Forwarder {
                 return Ok(tool_error(format!("upstream MCP server `{server}`: {e}")));
             }
         };
-        let _caller = routes.callers.register(handle.id.clone(), origin.caller);
+        let _caller = sending.register(handle.id.clone(), origin.caller);
         let mut notices = routes
             .call_notices
             .register(handle.progress_token.clone(), origin.notices);

@@ -3,13 +3,14 @@
 # fresh server per build and round, the builds alternating; per round one
 # warm-up request, then three greedy 256-token answers. For "did this change
 # make decoding faster": build the old commit into another binary first (see
-# forward-before-after.sh). Extra arguments go to `run` (e.g. `--dtype f32`).
+# forward-before-after.sh). Extra arguments go to `run` (e.g. `--dtype f32`);
+# DECODE_MODEL serves another model than SmolLM2's GGUF.
 # Usage: load-tests/decode-before-after.sh OLD_BINARY NEW_BINARY ROUNDS [RUN_ARGS...]
 # Prints every request's tok/s and each build's median.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old_bin=$1; new_bin=$2; rounds=$3; shift 3
-model=$(scripts/get-model smollm2)
+model=${DECODE_MODEL:-$(scripts/get-model smollm2)}
 source load-tests/lib.sh
 speeds="$work/speeds"
 for round in $(seq 1 "$rounds"); do

@@ -15,15 +15,17 @@
 # accelerate, which loading the GGUF needs; they are too large to install here). Writes load-tests/results/model-race.jsonl
 # (every run), model-race.json (medians) and model-race.png (chart), or into
 # RACE_RESULTS; RACE_SERVER names a server binary to use instead of building
-# the release one; RACE_CONTEXT_UNITS shortens the long-context prompt (160
-# units, ~3,900 tokens) for a smoke run. A system that fails is recorded as failing, not retried.
+# the release one; RACE_MODEL another GGUF with SmolLM2's tokenizer (e.g. the
+# 1.1B-shaped Q4_K_M file of `cargo run --release -p mistralrs-core --example
+# write_shaped_gguf`; the ours-* systems keep their names); RACE_CONTEXT_UNITS
+# shortens the long-context prompt (160 units, ~3,900 tokens) for a smoke run. A system that fails is recorded as failing, not retried.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 max_tokens=${2:-128}
 systems=${RACE_SYSTEMS:-ours-q4_1 ours-q4_1-1thread ours-f32 llama.cpp mistralrs-gguf}
 race=load-tests/model-race
-model=$(scripts/get-model smollm2)
+model=${RACE_MODEL:-$(scripts/get-model smollm2)}
 results=${RACE_RESULTS:-load-tests/results}
 server=${RACE_SERVER:-target/release/mistralrs-server}
 mkdir -p "$results"

@@ -200,9 +200,11 @@ async fn memory_holds_steady_and_is_reported_by_part() {
     let memory = &health["models"][0]["memory"];
     let weights = memory["weights_bytes"].as_u64().unwrap();
     let kv = memory["kv_cache_bytes"].as_u64().unwrap();
-    // SmolLM2-135M as Q4_1 (projections 24 bytes per 32 weights in memory)
-    // with f32 embeddings: between 100 and 300 MB.
-    assert!((100 << 20..300 << 20).contains(&weights), "{health}");
+    // SmolLM2-135M as Q4_1: projections 24 bytes per 32 weights in memory
+    // (80 MB), the Q8_0 embedding as stored (30 MB), the tied head on the same
+    // bytes or, on AVX-512 VNNI, in our Q8_0 tiles (30 MB more). The embedding
+    // in f32 would add 83 MB more.
+    assert!((100 << 20..150 << 20).contains(&weights), "{health}");
     // 30 layers, 3 KV heads of 64, keys and values, 32 blocks of 16, f16.
     assert_eq!(kv, 2 * 30 * 3 * 64 * 32 * 16 * 2, "{health}");
     let resident = health["memory"]["resident_bytes"].as_u64().unwrap();

@@ -5,10 +5,11 @@
 //! renaming table, and a GGUF file maps the names to its own.
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{Embedding, RmsNorm};
+use candle_nn::RmsNorm;
 use mistralrs_paged_attn::{KvCache, KvCacheShape, paged_attention, paged_attention_decode};
 
 use super::config::ModelConfig;
+use super::embedding::TokenEmbedding;
 use super::input::BatchInput;
 use super::rope::RotaryEmbedding;
 use super::weights::{Projection, WeightSource, tensor_bytes};
@@ -159,7 +160,7 @@ impl DecoderLayer {
 /// A llama-family causal language model.
 #[derive(Debug)]
 pub struct Llama {
-    embed_tokens: Embedding,
+    embed_tokens: TokenEmbedding,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     lm_head: Projection,
@@ -195,11 +196,7 @@ impl Llama {
     /// Memory the weights take (a head tied to the embedding counts once).
     pub fn weight_bytes(&self) -> usize {
         let norm = |n: &RmsNorm| tensor_bytes(n.weight());
-        let embed = self.embed_tokens.embeddings();
-        let head_is_embed = self
-            .lm_head
-            .dense_weight()
-            .is_some_and(|w| w.id() == embed.id());
+        let head_is_embed = self.lm_head.shares_table_of(&self.embed_tokens);
         let layers: usize = self
             .layers
             .iter()
@@ -222,7 +219,7 @@ impl Llama {
                     + norm(&l.post_attention_layernorm)
             })
             .sum();
-        tensor_bytes(embed)
+        self.embed_tokens.bytes()
             + layers
             + norm(&self.norm)
             + if head_is_embed {

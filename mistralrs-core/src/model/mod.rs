@@ -2,6 +2,7 @@
 //! tokenizer, chat template, generation defaults) or a GGUF file (`gguf`).
 
 mod config;
+mod embedding;
 mod float_type;
 mod gguf;
 pub(crate) use gguf::tokenizer_of as gguf_tokenizer;

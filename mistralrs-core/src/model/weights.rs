@@ -1,18 +1,20 @@
 //! Where a decoder's tensors come from, asked for by their Hugging Face names:
 //! a safetensors checkpoint (dense, in the requested dtype, projections
-//! optionally quantized as they load) or a GGUF file (projections kept quantized
-//! and run as quantized matmuls, embeddings and norms dequantized to f32; or
-//! everything dequantized to a requested dtype). The decoder (`llama.rs`) does
+//! optionally quantized as they load) or a GGUF file (projections and the token
+//! embedding kept as stored, projections run as quantized matmuls, norms
+//! dequantized to f32; or everything dequantized to a requested dtype). The decoder (`llama.rs`) does
 //! not know which.
 
 use std::cell::RefCell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor, gguf_file};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
+use super::embedding::TokenEmbedding;
 use super::q4_1::Q4_1Matrix;
 #[cfg(target_arch = "x86_64")]
 use super::q8_0::Q8_0Matrix;
@@ -46,8 +48,8 @@ pub(crate) enum QuantizedWeight {
 }
 
 impl QuantizedWeight {
-    /// The kernel for `tensor`'s type and device.
-    pub(crate) fn new(tensor: QTensor) -> Result<Self> {
+    /// The kernel for `tensor`'s type and device (candle's shares `tensor`).
+    pub(crate) fn new(tensor: Arc<QTensor>) -> Result<Self> {
         let rows_fit = tensor.shape().dims2().is_ok_and(|(_, cols)| cols % 64 == 0);
         if tensor.dtype() == GgmlDType::Q4_1 && tensor.device().is_cpu() && rows_fit {
             return Ok(Self::Q4_1(Q4_1Matrix::new(&tensor)?));
@@ -60,7 +62,12 @@ impl QuantizedWeight {
         {
             return Ok(Self::Q8_0(matrix));
         }
-        Ok(Self::Candle(QMatMul::from_qtensor(tensor)?))
+        Ok(Self::Candle(QMatMul::from_arc(tensor)?))
+    }
+
+    /// Whether the kernel runs on `table` itself (a tied head on candle's).
+    fn runs_on(&self, table: &Arc<QTensor>) -> bool {
+        matches!(self, Self::Candle(QMatMul::QTensor(weight)) if Arc::ptr_eq(weight, table))
     }
 
     /// Memory the weight takes.
@@ -106,18 +113,24 @@ impl Projection {
     }
 
     /// A quantized weight with its bias, kept in f32 for the f32 product.
-    fn quantized(weight: QTensor, bias: Option<&Tensor>) -> Result<Self> {
+    fn quantized(weight: impl Into<Arc<QTensor>>, bias: Option<&Tensor>) -> Result<Self> {
         Ok(Self::Quantized {
-            weight: QuantizedWeight::new(weight)?,
+            weight: QuantizedWeight::new(weight.into())?,
             bias: bias.map(|b| b.to_dtype(DType::F32)).transpose()?,
         })
     }
 
-    /// The dense weight, when there is one.
-    pub(crate) fn dense_weight(&self) -> Option<&Tensor> {
-        match self {
-            Self::Dense(linear) => Some(linear.weight()),
-            Self::Quantized { .. } => None,
+    /// Whether this (a tied output head) runs on `embedding`'s own table, so
+    /// that its memory counts once.
+    pub(crate) fn shares_table_of(&self, embedding: &TokenEmbedding) -> bool {
+        match (self, embedding) {
+            (Self::Dense(linear), TokenEmbedding::Dense(embedding)) => {
+                linear.weight().id() == embedding.embeddings().id()
+            }
+            (Self::Quantized { weight, .. }, TokenEmbedding::Stored(table)) => {
+                weight.runs_on(table)
+            }
+            _ => false,
         }
     }
 
@@ -149,12 +162,17 @@ pub(crate) trait WeightSource {
         bias: bool,
     ) -> Result<Projection>;
     /// The embedding `name`.
-    fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<Embedding>;
+    fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<TokenEmbedding>;
     /// The RMSNorm `name`.
     fn rms_norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm>;
     /// The output head: `lm_head` when the source has one, else the embedding
-    /// `embed_name` reused.
-    fn output_head(&self, embed: &Embedding, hidden: usize, vocab: usize) -> Result<Projection>;
+    /// `embed` reused.
+    fn output_head(
+        &self,
+        embed: &TokenEmbedding,
+        hidden: usize,
+        vocab: usize,
+    ) -> Result<Projection>;
     /// The dtype activations run in.
     fn dtype(&self) -> DType;
     /// The device tensors live on.
@@ -187,22 +205,32 @@ impl WeightSource for Safetensors<'_> {
         }
     }
 
-    fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<Embedding> {
-        Ok(candle_nn::embedding(vocab, hidden, self.vb.pp(name))?)
+    fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<TokenEmbedding> {
+        Ok(TokenEmbedding::Dense(candle_nn::embedding(
+            vocab,
+            hidden,
+            self.vb.pp(name),
+        )?))
     }
 
     fn rms_norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
         Ok(candle_nn::rms_norm(size, eps, self.vb.pp(name))?)
     }
 
-    fn output_head(&self, embed: &Embedding, hidden: usize, vocab: usize) -> Result<Projection> {
-        if self.tie_word_embeddings || !self.vb.contains_tensor("lm_head.weight") {
-            return Ok(Projection::Dense(Linear::new(
+    fn output_head(
+        &self,
+        embed: &TokenEmbedding,
+        hidden: usize,
+        vocab: usize,
+    ) -> Result<Projection> {
+        let tied = self.tie_word_embeddings || !self.vb.contains_tensor("lm_head.weight");
+        match embed {
+            TokenEmbedding::Dense(embed) if tied => Ok(Projection::Dense(Linear::new(
                 embed.embeddings().clone(),
                 None,
-            )));
+            ))),
+            _ => self.projection("lm_head", hidden, vocab, false),
         }
-        self.projection("lm_head", hidden, vocab, false)
     }
 
     fn dtype(&self) -> DType {
@@ -276,7 +304,7 @@ fn gguf_name(name: &str) -> String {
 }
 
 impl Gguf {
-    fn tensor(&self, name: &str) -> Result<QTensor> {
+    fn tensor(&self, name: &str, device: &Device) -> Result<QTensor> {
         let info = self
             .content
             .tensor_infos
@@ -294,13 +322,18 @@ impl Gguf {
         }
         let mut file = self.file.borrow_mut();
         self.content
-            .tensor(&mut *file, name, &self.device)
+            .tensor(&mut *file, name, device)
             .map_err(|e| Error::files(&self.path, format!("tensor `{name}`: {e}")))
     }
 
     /// Tensor `name` with the shape the decoder expects (`[out, in]`, `[n]`).
     fn shaped(&self, name: &str, dims: &[usize]) -> Result<QTensor> {
-        let tensor = self.tensor(name)?;
+        self.shaped_on(name, dims, &self.device)
+    }
+
+    /// `shaped`, read onto `device`.
+    fn shaped_on(&self, name: &str, dims: &[usize], device: &Device) -> Result<QTensor> {
+        let tensor = self.tensor(name, device)?;
         if tensor.shape().dims() != dims {
             return Err(Error::files(
                 &self.path,
@@ -400,9 +433,14 @@ impl WeightSource for Gguf {
         self.project(weight, bias)
     }
 
-    fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<Embedding> {
-        let weights = self.dense(&format!("{}.weight", gguf_name(name)), &[vocab, hidden])?;
-        Ok(Embedding::new(weights, hidden))
+    fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<TokenEmbedding> {
+        let name = format!("{}.weight", gguf_name(name));
+        if self.dense_dtype.is_some() {
+            let weights = self.dense(&name, &[vocab, hidden])?;
+            return Ok(TokenEmbedding::Dense(Embedding::new(weights, hidden)));
+        }
+        let table = self.shaped_on(&name, &[vocab, hidden], &Device::Cpu)?;
+        Ok(TokenEmbedding::Stored(Arc::new(table)))
     }
 
     fn rms_norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
@@ -410,12 +448,21 @@ impl WeightSource for Gguf {
         Ok(RmsNorm::new(weight, eps))
     }
 
-    fn output_head(&self, _embed: &Embedding, hidden: usize, vocab: usize) -> Result<Projection> {
-        // Tied heads reuse the (quantized) embedding table as a quantized matmul.
-        let name = if self.content.tensor_infos.contains_key("output.weight") {
-            "output.weight"
-        } else {
+    fn output_head(
+        &self,
+        embed: &TokenEmbedding,
+        hidden: usize,
+        vocab: usize,
+    ) -> Result<Projection> {
+        let tied = !self.content.tensor_infos.contains_key("output.weight");
+        // A tied head on the CPU runs on the embedding's own table.
+        if let (true, TokenEmbedding::Stored(table), Device::Cpu) = (tied, embed, &self.device) {
+            return Projection::quantized(Arc::clone(table), None);
+        }
+        let name = if tied {
             "token_embd.weight"
+        } else {
+            "output.weight"
         };
         let weight = self.shaped(name, &[vocab, hidden])?;
         // Only the layers are requantized, as with safetensors.

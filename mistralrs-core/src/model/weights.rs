@@ -40,7 +40,8 @@ pub(crate) enum Projection {
 pub(crate) enum QuantizedWeight {
     /// candle's quantized matmul.
     Candle(QMatMul),
-    /// Q4_1 on the CPU: our vectorized kernel (candle's is scalar there).
+    /// Q4_1 on the CPU: our vectorized kernel (candle's is scalar there);
+    /// Q4_K converted exactly (candle's x86 kernel keeps a second copy).
     Q4_1(Q4_1Matrix),
     /// Q8_0 on a CPU with AVX-512 VNNI: our tiles (candle's kernel is AVX2).
     #[cfg(target_arch = "x86_64")]
@@ -53,6 +54,9 @@ impl QuantizedWeight {
         let rows_fit = tensor.shape().dims2().is_ok_and(|(_, cols)| cols % 64 == 0);
         if tensor.dtype() == GgmlDType::Q4_1 && tensor.device().is_cpu() && rows_fit {
             return Ok(Self::Q4_1(Q4_1Matrix::new(&tensor)?));
+        }
+        if tensor.dtype() == GgmlDType::Q4K && tensor.device().is_cpu() {
+            return Ok(Self::Q4_1(Q4_1Matrix::from_q4k(&tensor)?));
         }
         #[cfg(target_arch = "x86_64")]
         if tensor.dtype() == GgmlDType::Q8_0

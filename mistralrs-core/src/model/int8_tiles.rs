@@ -122,26 +122,28 @@ pub(super) fn random(len: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-/// The stored blocks of a `[rows, cols]` matrix of `dtype` whose rows are a
-/// whole number of block pairs (what the tiles read), with its shape; a
+/// The stored blocks of a `[rows, cols]` matrix of `dtype` (blocks of
+/// `block_values` values in `block_bytes` bytes) whose rows are a whole number
+/// of blocks and of [`BLOCK`] pairs (what the tiles read), with its shape; a
 /// matrix of another type or shape is an error naming the kernel.
 pub(super) fn stored_blocks(
     tensor: &QTensor,
     dtype: GgmlDType,
+    block_values: usize,
     block_bytes: usize,
 ) -> Result<(usize, usize, Cow<'_, [u8]>)> {
     let (rows, cols) = tensor.shape().dims2()?;
-    if tensor.dtype() != dtype || cols % (2 * BLOCK) != 0 {
+    let row_multiple = block_values.max(2 * BLOCK);
+    if tensor.dtype() != dtype || cols % row_multiple != 0 {
         return Err(Error::Unsupported(format!(
-            "the {dtype:?} kernel needs a {dtype:?} matrix with rows of a multiple of {}, \
-             not {:?} {:?}",
-            2 * BLOCK,
+            "the {dtype:?} kernel needs a {dtype:?} matrix with rows of a multiple of \
+             {row_multiple}, not {:?} {:?}",
             tensor.dtype(),
             tensor.shape()
         )));
     }
     let data = tensor.data()?;
-    let blocks = rows * cols / BLOCK;
+    let blocks = rows * cols / block_values;
     if data.len() != blocks * block_bytes {
         return Err(Error::Unsupported(format!(
             "a {dtype:?} tensor of {blocks} blocks holds {} bytes",

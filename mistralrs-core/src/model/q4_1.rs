@@ -77,7 +77,8 @@ impl Q4_1Matrix {
 
     /// The matrix of a Q4_1 tensor `[rows, cols]` in `layout`.
     pub(crate) fn with_layout(tensor: &QTensor, layout: Layout) -> Result<Self> {
-        let (rows, cols, data) = int8_tiles::stored_blocks(tensor, GgmlDType::Q4_1, BLOCK_BYTES)?;
+        let (rows, cols, data) =
+            int8_tiles::stored_blocks(tensor, GgmlDType::Q4_1, BLOCK, BLOCK_BYTES)?;
         let blocks = data.chunks_exact(BLOCK_BYTES).map(|block| {
             let f16_at = |i: usize| f16::from_le_bytes([block[i], block[i + 1]]).to_f32();
             let mut nibbles = [0u8; BLOCK / 2];
@@ -96,18 +97,8 @@ impl Q4_1Matrix {
     pub(crate) fn from_q4k(tensor: &QTensor) -> Result<Self> {
         const SUPER: usize = 256;
         const SUPER_BYTES: usize = 144;
-        let (rows, cols) = tensor.shape().dims2()?;
-        let data = tensor.data()?;
-        if tensor.dtype() != GgmlDType::Q4K
-            || cols % SUPER != 0
-            || data.len() != rows * cols / SUPER * SUPER_BYTES
-        {
-            return Err(Error::Unsupported(format!(
-                "not a Q4_K matrix with rows of a multiple of {SUPER}: {:?} {:?}",
-                tensor.dtype(),
-                tensor.shape()
-            )));
-        }
+        let (rows, cols, data) =
+            int8_tiles::stored_blocks(tensor, GgmlDType::Q4K, SUPER, SUPER_BYTES)?;
         let blocks = data.chunks_exact(SUPER_BYTES).flat_map(|sb| {
             let f16_at = |i: usize| f16::from_le_bytes([sb[i], sb[i + 1]]).to_f32();
             let (d, dmin) = (f16_at(0), f16_at(2));

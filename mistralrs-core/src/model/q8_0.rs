@@ -40,7 +40,8 @@ impl Q8_0Matrix {
     }
 
     fn unpack(tensor: &QTensor) -> Result<Self> {
-        let (rows, cols, data) = int8_tiles::stored_blocks(tensor, GgmlDType::Q8_0, BLOCK_BYTES)?;
+        let (rows, cols, data) =
+            int8_tiles::stored_blocks(tensor, GgmlDType::Q8_0, BLOCK, BLOCK_BYTES)?;
         let blocks = rows * cols / BLOCK;
         let mut matrix = Self {
             rows,

@@ -11,6 +11,9 @@
 //   (cd load-tests/model-race && npm ci && node make_gguf_reference.mjs \
 //     ~/.cache/mistralrs/models/SmolLM2-135M-Instruct.Q4_1.gguf) \
 //     > mistralrs-core/tests/fixtures/smollm2_q4_1_llamacpp.json
+// on a CPU with AVX2 and no AVX-512, and the same into
+// smollm2_q4_1_llamacpp_avx512.json on one with AVX-512 (ggml picks its
+// kernels by CPU, so the two differ at near-ties as any two settings do).
 import {createHash} from "node:crypto";
 import {existsSync, readFileSync} from "node:fs";
 import {cpus} from "node:os";

@@ -313,16 +313,19 @@ fn two_free_ports() -> (u16, u16) {
     )
 }
 
-/// Waits until something listens on `port`.
+/// A child process's output, printed if the test fails (it once found its
+/// upstream gone without a word).
 #[cfg(feature = "mcp-scenarios")]
-fn wait_for_port(port: u16) {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+struct ShownOnFailure(tempfile::NamedTempFile);
+
+#[cfg(feature = "mcp-scenarios")]
+impl Drop for ShownOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let output = std::fs::read_to_string(self.0.path()).unwrap_or_default();
+            eprintln!("the upstream's output:\n{output}");
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    panic!("nothing listens on port {port}");
 }
 
 /// A child process killed on drop.
@@ -342,24 +345,27 @@ impl Drop for Killed {
 fn mcp_forward_smoke() {
     let (node, script) = node_package("@modelcontextprotocol/server-everything", "dist/index.js");
     let (port, echo_port) = two_free_ports();
-    let _upstream = Killed(
+    let upstream_log = ShownOnFailure(tempfile::NamedTempFile::new().unwrap());
+    let mut upstream = Killed(
         Command::new(node)
             .args([script.as_str(), "streamableHttp"])
             .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(upstream_log.0.reopen().unwrap())
+            .stderr(upstream_log.0.reopen().unwrap())
             .spawn()
             .unwrap(),
     );
-    let _echo = Killed(
+    let mut echo_server = Killed(
         Command::new(env!("CARGO_BIN_EXE_mistralrs-load"))
             .args(["echo-server", "--port", &echo_port.to_string()])
             .args(["--lifetime-seconds", "300"])
             .spawn()
             .unwrap(),
     );
-    wait_for_port(port);
-    wait_for_port(echo_port);
+    // Node starts slowly on two busy cores (10 s was once too short in CI).
+    let within = std::time::Duration::from_secs(60);
+    services::wait_until_listening(&mut upstream.0, port, within, "server-everything");
+    services::wait_until_listening(&mut echo_server.0, echo_port, within, "the echo server");
     let direct = format!("http://127.0.0.1:{port}/mcp");
     let echo = format!("http://127.0.0.1:{echo_port}/mcp");
     let server = start_server(&format!(

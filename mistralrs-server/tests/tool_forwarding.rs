@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::services::wait_until_listening;
 use common::{Server, node, node_package, run_python};
 use serde_json::Value;
 
@@ -247,14 +248,11 @@ impl HttpUpstream {
         Self::listening(child, port)
     }
 
-    /// `child`, once something listens on `port` (bounded wait).
+    /// `child`, once it listens on `port` (bounded wait).
     fn listening(child: Child, port: u16) -> Self {
-        let upstream = Self(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the upstream did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut upstream = Self(child);
+        let within = Duration::from_secs(30);
+        wait_until_listening(&mut upstream.0, port, within, "the upstream");
         upstream
     }
 }

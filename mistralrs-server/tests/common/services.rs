@@ -14,6 +14,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until `child` (`what`, for the message) listens on `port` of
+/// 127.0.0.1, for at most `within`; panics at once if it exits first.
+pub fn wait_until_listening(child: &mut Child, port: u16, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited ({status}) before it listened on port {port}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port} within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A redis-server on 127.0.0.1 without persistence, killed on drop.
 pub struct Redis {
     child: Option<Child>,
@@ -170,20 +186,12 @@ http {{
             .into_iter()
             .find(|b| std::path::Path::new(b).exists())
             .unwrap_or("nginx");
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .args(["-p", &d.to_string(), "-c", &path.display().to_string()])
             .stdout(Stdio::null())
             .spawn()
             .expect("nginx (Debian package nginx; scripts/test-all installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(&mut child, port, Duration::from_secs(10), "nginx");
         Self {
             child,
             port,

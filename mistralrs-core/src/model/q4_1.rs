@@ -6,11 +6,11 @@
 //! bits per block of 32 with f16 scales, integer dot products per block, scaled
 //! and summed in f32. The portable loop sums blocks in order, as candle's
 //! reference loop (whose activation block sums round once more, see
-//! `int8_tiles::quantize_row`). Where the CPU has AVX-512 VNNI, tiles of rows
-//! by tokens share their loads; where it has AVX2 only, eight rows interleaved
+//! `int8_tiles::quantize_row`). Where the CPU has AVX2, eight rows interleaved
 //! in memory are computed at once, one per lane (see [`Layout`]), which is
 //! what makes prefill and batched decode cheaper per token than one row at a
-//! time. The vectorized kernels' rounding differs from the portable loop's in
+//! time; matrices whose rows don't come in eights run in AVX-512 VNNI tiles
+//! of rows by tokens where the CPU has them. The vectorized kernels' rounding differs from the portable loop's in
 //! the last bits, as ggml's does.
 
 use candle_core::Tensor;
@@ -40,13 +40,14 @@ pub(crate) enum Layout {
 }
 
 impl Layout {
-    /// The layout the fastest kernel this CPU runs reads, for `rows` rows.
+    /// The layout the fastest kernel this CPU runs reads, for `rows` rows:
+    /// the AVX2 kernel's wherever it runs, also on a CPU with AVX-512 VNNI
+    /// (on an AMD EPYC Zen 4 it decoded 1.1-1.5x and prefilled 1.4-2x as
+    /// fast as the AVX-512 tiles, docs/perf.md; no Intel AVX-512 CPU was at
+    /// hand to measure).
     fn for_this_cpu(rows: usize) -> Self {
         #[cfg(target_arch = "x86_64")]
-        if !int8_tiles::avx512::available()
-            && int8_tiles::avx2::available()
-            && rows.is_multiple_of(GROUP_ROWS)
-        {
+        if int8_tiles::avx2::available() && rows.is_multiple_of(GROUP_ROWS) {
             return Self::EightRows;
         }
         let _ = rows;

@@ -364,8 +364,12 @@ fn mcp_forward_smoke() {
     );
     // Node starts slowly on two busy cores (10 s was once too short in CI).
     let within = std::time::Duration::from_secs(60);
-    services::wait_until_listening(&mut upstream.0, port, within, "server-everything");
-    services::wait_until_listening(&mut echo_server.0, echo_port, within, "the echo server");
+    if let Err(why) = services::wait_until_listening(&mut upstream.0, port, within) {
+        panic!("server-everything {why}");
+    }
+    if let Err(why) = services::wait_until_listening(&mut echo_server.0, echo_port, within) {
+        panic!("the echo server {why}");
+    }
     let direct = format!("http://127.0.0.1:{port}/mcp");
     let echo = format!("http://127.0.0.1:{echo_port}/mcp");
     let server = start_server(&format!(

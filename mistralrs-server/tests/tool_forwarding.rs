@@ -252,7 +252,9 @@ impl HttpUpstream {
     fn listening(child: Child, port: u16) -> Self {
         let mut upstream = Self(child);
         let within = Duration::from_secs(30);
-        wait_until_listening(&mut upstream.0, port, within, "the upstream");
+        if let Err(why) = wait_until_listening(&mut upstream.0, port, within) {
+            panic!("the upstream {why}");
+        }
         upstream
     }
 }

@@ -10,8 +10,8 @@
 //! in memory are computed at once, one per lane (see [`Layout`]), which is
 //! what makes prefill and batched decode cheaper per token than one row at a
 //! time; matrices whose rows don't come in eights run in AVX-512 VNNI tiles
-//! of rows by tokens where the CPU has them. The vectorized kernels' rounding differs from the portable loop's in
-//! the last bits, as ggml's does.
+//! of rows by tokens where the CPU has them. The vectorized kernels' rounding
+//! differs from the portable loop's in the last bits, as ggml's does.
 
 use candle_core::Tensor;
 use candle_core::quantized::{GgmlDType, QTensor};

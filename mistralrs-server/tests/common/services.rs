@@ -14,20 +14,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits until `child` (`what`, for the message) listens on `port` of
-/// 127.0.0.1, for at most `within`; panics at once if it exits first.
-pub fn wait_until_listening(child: &mut Child, port: u16, within: Duration, what: &str) {
+/// Waits until `child` listens on `port` of 127.0.0.1, for at most
+/// `within`; says why not if it exits first or the time runs out.
+pub fn wait_until_listening(child: &mut Child, port: u16, within: Duration) -> Result<(), String> {
     let deadline = Instant::now() + within;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("{what} exited ({status}) before it listened on port {port}");
+            return Err(format!(
+                "exited ({status}) before it listened on port {port}"
+            ));
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen on port {port} within {within:?}"
-        );
+        if Instant::now() >= deadline {
+            return Err(format!("did not listen on port {port} within {within:?}"));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
 }
 
 /// A redis-server on 127.0.0.1 without persistence, killed on drop.
@@ -191,7 +193,10 @@ http {{
             .stdout(Stdio::null())
             .spawn()
             .expect("nginx (Debian package nginx; scripts/test-all installs it)");
-        wait_until_listening(&mut child, port, Duration::from_secs(10), "nginx");
+        if let Err(why) = wait_until_listening(&mut child, port, Duration::from_secs(10)) {
+            let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+            panic!("nginx {why}: {log}");
+        }
         Self {
             child,
             port,
